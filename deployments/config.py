@@ -1,0 +1,92 @@
+"""Typed settings for the three model engines.
+
+Pure pydantic (no torch) so the app builder and the ingress can validate and document them without
+importing the heavy model stacks.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+PRODUCTION_LLM = "Qwen/Qwen2-7B-Instruct"
+PRODUCTION_MUSIC = "ACE-Step/acestep-v15-xl-turbo-diffusers"
+PRODUCTION_COVER = "stabilityai/sdxl-turbo"
+
+
+class EngineArgs(BaseModel):
+    """Where a model comes from and how it runs; shared by every engine."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(description="Hugging Face model id (production) or a local directory (kits).")
+    device: str = Field(
+        default="auto",
+        description="Torch device: 'auto' picks CUDA when Ray gave the replica a GPU, else CPU.",
+    )
+    dtype: Dtype = Field(
+        default="auto", description="Weights dtype; 'auto' is bf16/fp16 on CUDA and float32 on CPU."
+    )
+    num_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads on CPU replicas (1 on small dev machines).",
+    )
+    warmup: bool = Field(default=True, description="Run one tiny inference in __init__ so the first request is warm.")
+    torch_compile: bool = Field(default=False, description="Wrap the main network in torch.compile (CUDA only).")
+    cpu_offload: bool = Field(
+        default=False, description="diffusers model CPU offload, for GPUs too small to hold the model."
+    )
+    local_files_only: bool = Field(
+        default=False,
+        description="Never contact the Hugging Face hub; fail fast with a clear error when weights are missing.",
+    )
+
+
+class LLMArgs(EngineArgs):
+    """The lyrics/tags writer."""
+
+    model: str = Field(default=PRODUCTION_LLM, description="Instruct LLM id or local directory.")
+    max_new_tokens_lyrics: int = Field(default=400, ge=16, le=2048, description="Token budget for lyrics.")
+    max_new_tokens_tags: int = Field(default=64, ge=8, le=512, description="Token budget for tags.")
+    max_new_tokens_meta: int = Field(default=48, ge=8, le=512, description="Token budget for title and categories.")
+    repetition_penalty: float = Field(
+        default=1.15, ge=1.0, le=2.0, description="Greedy decoding penalty that keeps small models from looping."
+    )
+    max_batch_size: int = Field(default=8, ge=1, le=64, description="@serve.batch size for concurrent prompts.")
+    batch_wait_timeout_s: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="How long a batch waits to fill before it runs."
+    )
+
+
+class MusicArgs(EngineArgs):
+    """The ACE-Step 1.5 composer."""
+
+    model: str = Field(default=PRODUCTION_MUSIC, description="ACE-Step 1.5 diffusers checkpoint id or directory.")
+    default_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Steps when a request omits infer_step; None = the checkpoint's recommendation (turbo 8, else 50).",
+    )
+    default_guidance_scale: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=30.0,
+        description="Guidance when a request omits it; None = recommendation (turbo: none, else 7).",
+    )
+    shift: float = Field(default=3.0, ge=1.0, le=5.0, description="Timestep schedule shift (ACE-Step uses 1-3).")
+
+
+class CoverArgs(EngineArgs):
+    """The SDXL-Turbo cover painter."""
+
+    model: str = Field(default=PRODUCTION_COVER, description="SDXL-Turbo id or local directory.")
+    steps: int = Field(default=1, ge=1, le=4, description="Denoising steps (turbo: 1-4).")
+    size: int = Field(default=512, ge=256, le=1024, multiple_of=64, description="Square cover size in pixels.")
+    max_batch_size: int = Field(default=4, ge=1, le=16, description="@serve.batch size for concurrent covers.")
+    batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=1.0, description="Batch fill wait.")

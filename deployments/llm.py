@@ -1,0 +1,172 @@
+"""Lyrics/tags writer: a chat LLM engine (usable without Ray) and its batched Serve deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ray import serve
+
+from deployments import lyrics_text as lt
+from deployments.config import LLMArgs
+
+
+@dataclass
+class Completion:
+    chat: lt.Chat
+    max_new_tokens: int
+
+
+@dataclass
+class Written:
+    """One LLM product (tags, lyrics or title+categories) with the raw answer kept for the manifest."""
+
+    kind: str
+    tags: list[str] = field(default_factory=list)
+    lyrics: str = ""
+    title: str = ""
+    categories: list[str] = field(default_factory=list)
+    raw: str = ""
+    repaired: bool = False
+    model: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+class LLMEngine:
+    """Greedy chat completion for batches of chats, left-padded into one `generate` call."""
+
+    def __init__(self, args: LLMArgs):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from deployments.runtime import load_error, model_source, resolve_runtime
+
+        self.args = args
+        self.runtime = resolve_runtime(args, half=torch.bfloat16)
+        source, kwargs = model_source(args)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=self.runtime.dtype, **kwargs)
+        except OSError as exc:
+            raise load_error(args, exc) from exc
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"
+        self.model = model.to(self.runtime.device).eval()
+        if args.torch_compile and self.runtime.device.type == "cuda":
+            self.model.forward = torch.compile(self.model.forward, dynamic=True)
+        if args.warmup:
+            self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
+
+    def complete_batch(self, items: list[Completion]) -> list[str]:
+        """Answer every chat; one generate() per distinct token budget keeps short asks short."""
+        out: list[str | None] = [None] * len(items)
+        by_budget: dict[int, list[int]] = {}
+        for i, it in enumerate(items):
+            by_budget.setdefault(it.max_new_tokens, []).append(i)
+        for budget, idx in by_budget.items():
+            for i, text in zip(idx, self._generate([items[i].chat for i in idx], budget)):
+                out[i] = text
+        return out  # type: ignore[return-value]
+
+    def _generate(self, chats: list[lt.Chat], max_new_tokens: int) -> list[str]:
+        import torch
+
+        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.runtime.device)
+        with torch.inference_mode():
+            ids = self.model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                repetition_penalty=self.args.repetition_penalty,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = ids[:, enc["input_ids"].shape[1] :]
+        return [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]
+
+    # -- the three products, for single use without Ray (tests, the seed-style baseline) --
+
+    def write_tags(self, description: str, instrumental: bool) -> Written:
+        return finish_tags(self.complete_batch([tags_completion(self.args, description, instrumental)])[0],
+                           description, instrumental, self.args.model)
+
+    def write_lyrics(self, subject: str) -> Written:
+        return finish_lyrics(self.complete_batch([lyrics_completion(self.args, subject)])[0], subject, self.args.model)
+
+    def write_meta(self, description: str, tags: list[str], lyrics: str = "") -> Written:
+        raw = self.complete_batch([meta_completion(self.args, description, tags)])[0]
+        return finish_meta(raw, description, tags, lyrics, self.args.model)
+
+
+def tags_completion(args: LLMArgs, description: str, instrumental: bool) -> Completion:
+    return Completion(lt.tags_chat(description, instrumental), args.max_new_tokens_tags)
+
+
+def lyrics_completion(args: LLMArgs, subject: str) -> Completion:
+    return Completion(lt.lyrics_chat(subject), args.max_new_tokens_lyrics)
+
+
+def meta_completion(args: LLMArgs, description: str, tags: list[str]) -> Completion:
+    return Completion(lt.meta_chat(description, tags), args.max_new_tokens_meta)
+
+
+def finish_tags(raw: str, description: str, instrumental: bool, model: str) -> Written:
+    tags = lt.parse_tags(raw, description, instrumental)
+    return Written("tags", tags=tags, raw=raw, model=model, repaired=", ".join(tags) != raw.strip().lower())
+
+
+def finish_lyrics(raw: str, subject: str, model: str) -> Written:
+    lyrics = lt.parse_lyrics(raw, subject)
+    return Written("lyrics", lyrics=lyrics, raw=raw, model=model, repaired=lyrics != raw.strip())
+
+
+def finish_meta(raw: str, description: str, tags: list[str], lyrics: str, model: str) -> Written:
+    title, cats = lt.parse_meta(raw, description, tags, lyrics)
+    return Written("meta", title=title, categories=cats, raw=raw, model=model)
+
+
+@serve.deployment(name="LLM", max_ongoing_requests=32)
+class LLMDeployment:
+    """Concurrent prompts from many songs share one generate() call (@serve.batch)."""
+
+    def __init__(self, args: LLMArgs | dict):
+        self.args = LLMArgs.model_validate(args)
+        self.engine = LLMEngine(self.args)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self._complete.set_max_batch_size(self.args.max_batch_size)
+        self._complete.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _complete(self, items: list[Completion]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.engine.complete_batch, items)
+
+    async def ready(self) -> str:
+        return f"{self.args.model} on {self.engine.runtime.device}"
+
+    async def _timed(self, completion: Completion) -> tuple[str, float, float]:
+        started = time.time()
+        raw = await self._complete(completion)
+        return raw, started, time.time()
+
+    async def tags(self, description: str, instrumental: bool = False) -> Written:
+        raw, t0, t1 = await self._timed(tags_completion(self.args, description, instrumental))
+        return _stamp(finish_tags(raw, description, instrumental, self.args.model), t0, t1)
+
+    async def lyrics(self, subject: str) -> Written:
+        raw, t0, t1 = await self._timed(lyrics_completion(self.args, subject))
+        return _stamp(finish_lyrics(raw, subject, self.args.model), t0, t1)
+
+    async def meta(self, description: str, tags: list[str], lyrics: str = "") -> Written:
+        raw, t0, t1 = await self._timed(meta_completion(self.args, description, tags))
+        return _stamp(finish_meta(raw, description, tags, lyrics, self.args.model), t0, t1)
+
+
+def _stamp(w: Written, started: float, finished: float) -> Written:
+    w.started_at, w.finished_at = started, finished
+    return w

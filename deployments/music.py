@@ -1,0 +1,229 @@
+"""ACE-Step 1.5 composer: the engine (usable without Ray) and its Serve deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ray import serve
+
+from deployments.audio_codec import CODECS
+from deployments.config import MusicArgs
+
+logger = logging.getLogger("ray.serve")
+
+INSTRUMENTAL_LYRICS = "[instrumental]"
+TURBO_STEPS, BASE_STEPS = 8, 50
+BASE_GUIDANCE = 7.0
+MAX_SEED = 2**31 - 1
+
+
+class SongCancelled(Exception):
+    """Raised between diffusion steps when the caller cancelled the song."""
+
+
+@dataclass
+class MusicRequest:
+    tags: str
+    lyrics: str = ""
+    instrumental: bool = False
+    duration_s: float = 30.0
+    steps: int | None = None
+    guidance_scale: float | None = None
+    seed: int = -1
+    audio_format: str = "wav"
+    vocal_language: str = "en"
+
+
+@dataclass
+class MusicResult:
+    audio: bytes
+    audio_format: str
+    extension: str
+    content_type: str
+    sample_rate: int
+    channels: int
+    num_samples: int
+    duration_s: float
+    seed: int
+    steps: int
+    guidance_scale: float
+    model: str
+    notes: list[str] = field(default_factory=list)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    model_s: float = 0.0
+    encode_s: float = 0.0
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class MusicEngine:
+    """Loads the pipeline once in __init__ (never lazily), warms it, and renders encoded songs."""
+
+    def __init__(self, args: MusicArgs):
+        import torch
+        from diffusers import AceStepPipeline
+
+        from deployments.runtime import load_error, model_source, resolve_runtime
+
+        self.args = args
+        self.runtime = resolve_runtime(args, half=torch.bfloat16)
+        source, kwargs = model_source(args)
+        try:
+            pipe = AceStepPipeline.from_pretrained(source, dtype=self.runtime.dtype, **kwargs)
+        except OSError as exc:
+            raise load_error(args, exc) from exc
+        if args.cpu_offload and self.runtime.device.type == "cuda":
+            pipe.enable_model_cpu_offload(device=self.runtime.device)
+        else:
+            pipe.to(self.runtime.device)
+        if args.torch_compile and self.runtime.device.type == "cuda":
+            pipe.transformer = torch.compile(pipe.transformer)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe = pipe
+        self.sample_rate = int(pipe.sample_rate)
+        self.is_turbo = bool(pipe.is_turbo)
+        self.default_steps = args.default_steps or (TURBO_STEPS if self.is_turbo else BASE_STEPS)
+        self.default_guidance = (
+            args.default_guidance_scale
+            if args.default_guidance_scale is not None
+            else (1.0 if self.is_turbo else BASE_GUIDANCE)
+        )
+        if args.warmup:
+            self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
+
+    def recommended(self) -> dict:
+        return {"steps": self.default_steps, "guidance_scale": self.default_guidance, "turbo": self.is_turbo}
+
+    def generate(
+        self,
+        req: MusicRequest,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> MusicResult:
+        import torch
+
+        from deployments.audio_codec import encode
+        from deployments.runtime import seed_generator
+
+        if req.audio_format not in CODECS:
+            raise ValueError(f"audio_format must be one of {sorted(CODECS)}, got {req.audio_format!r}")
+        if cancel is not None and cancel.is_set():
+            raise SongCancelled("cancelled before start")
+        notes: list[str] = []
+        seed = secrets.randbelow(MAX_SEED) if req.seed is None or req.seed < 0 else int(req.seed)
+        steps = req.steps or self.default_steps
+        guidance = self.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
+        if self.is_turbo and guidance > 1.0:
+            notes.append(f"guidance_scale {guidance:g} ignored: turbo checkpoints have guidance distilled in")
+            guidance = 1.0
+        lyrics = INSTRUMENTAL_LYRICS if req.instrumental or not req.lyrics.strip() else req.lyrics
+
+        def on_step_end(pipe, step_idx, timestep, callback_kwargs):
+            if progress is not None:
+                progress(step_idx + 1, steps)
+            if cancel is not None and cancel.is_set():
+                raise SongCancelled(f"cancelled after step {step_idx + 1} of {steps}")
+            return callback_kwargs
+
+        started = time.time()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=req.tags,
+                lyrics=lyrics,
+                audio_duration=float(req.duration_s),
+                vocal_language=req.vocal_language,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                shift=self.args.shift,
+                generator=seed_generator(self.runtime.device, seed),
+                output_type="np",
+                callback_on_step_end=on_step_end,
+            )
+        audio = out.audios[0]
+        # The pipeline renders whole latent frames (ceil); trim to exactly the requested length.
+        want = int(round(req.duration_s * self.sample_rate))
+        audio = audio[:, :want]
+        model_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        data = encode(audio, self.sample_rate, req.audio_format)
+        encode_s = time.perf_counter() - t1
+        codec = CODECS[req.audio_format]
+        return MusicResult(
+            audio=data,
+            audio_format=req.audio_format,
+            extension=codec.extension,
+            content_type=codec.content_type,
+            sample_rate=self.sample_rate,
+            channels=int(audio.shape[0]),
+            num_samples=int(audio.shape[1]),
+            duration_s=audio.shape[1] / self.sample_rate,
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance,
+            model=self.args.model,
+            notes=notes,
+            started_at=started,
+            finished_at=time.time(),
+            model_s=model_s,
+            encode_s=encode_s,
+        )
+
+
+@serve.deployment(name="Music", max_ongoing_requests=4)
+class MusicDeployment:
+    """One song renders at a time per replica (the pipeline is not re-entrant); others wait here.
+
+    The render runs on a worker thread so the replica still answers `progress` and `cancel` calls
+    while a song is in flight.
+    """
+
+    def __init__(self, args: MusicArgs | dict):
+        self.engine = MusicEngine(MusicArgs.model_validate(args))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music")
+        self._cancel: dict[str, threading.Event] = {}
+        self._progress: dict[str, tuple[int, int]] = {}
+
+    async def generate(self, req: MusicRequest, request_id: str | None = None) -> MusicResult:
+        request_id = request_id or secrets.token_hex(8)
+        cancel = self._cancel.setdefault(request_id, threading.Event())
+
+        def progress(step: int, total: int) -> None:
+            self._progress[request_id] = (step, total)
+
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self.engine.generate, req, progress, cancel)
+        finally:
+            self._cancel.pop(request_id, None)
+            self._progress.pop(request_id, None)
+
+    async def cancel(self, request_id: str) -> bool:
+        """Ask a queued or running song to stop at its next step; True if this replica had it."""
+        event = self._cancel.get(request_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    async def progress(self, request_id: str) -> tuple[int, int] | None:
+        return self._progress.get(request_id)
+
+    async def recommended(self) -> dict:
+        return self.engine.recommended()
+
+    async def ready(self) -> str:
+        return f"{self.engine.args.model} on {self.engine.runtime.device}"
+
+    async def check_health(self) -> None:
+        if self._pool._shutdown:  # noqa: SLF001 - a dead executor means the replica can't render
+            raise RuntimeError("music worker pool is shut down")

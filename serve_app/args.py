@@ -1,0 +1,133 @@
+"""The app builder's typed arguments: everything `configs/*.yaml` may set, validated and described.
+
+Secrets are deliberately absent: API tokens, R2 keys and link-signing secrets come from the
+environment (see `serve_app.secrets`), never from YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from deployments.config import CoverArgs, LLMArgs, MusicArgs
+from serve_app.storage.config import StorageArgs
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DeploymentOptions(_Strict):
+    """Ray Serve placement and scaling for one deployment."""
+
+    num_replicas: int | None = Field(default=None, ge=1, description="Fixed replica count (omit with autoscaling).")
+    autoscaling_config: dict[str, Any] | None = Field(
+        default=None,
+        description="Ray Serve autoscaling_config (min_replicas, max_replicas, target_ongoing_requests, "
+        "upscale_delay_s, downscale_delay_s, ...).",
+    )
+    max_ongoing_requests: int = Field(ge=1, le=10_000, description="Concurrent requests one replica accepts.")
+    max_queued_requests: int = Field(
+        default=-1, ge=-1, description="Requests a caller may queue for this deployment (-1 = unbounded)."
+    )
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per replica.")
+    num_gpus: float = Field(default=0.0, ge=0, le=8, description="GPUs (fractional allowed) per replica.")
+    memory: int | None = Field(default=None, ge=0, description="Bytes of RAM reserved per replica (scheduling).")
+    accelerator_type: str | None = Field(default=None, description="Ray accelerator type, e.g. 'L40S' or 'H100'.")
+    runtime_env: dict[str, Any] | None = Field(default=None, description="Per-replica runtime_env (env_vars...).")
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0, description="Wait for in-flight work on stop.")
+    health_check_period_s: float = Field(default=10.0, gt=0, description="Seconds between replica health checks.")
+    health_check_timeout_s: float = Field(default=30.0, gt=0, description="A health check slower than this fails.")
+
+    @model_validator(mode="after")
+    def _one_scaling_mode(self) -> DeploymentOptions:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set either num_replicas or autoscaling_config, not both")
+        if self.autoscaling_config is not None:
+            lo = self.autoscaling_config.get("min_replicas", 1)
+            hi = self.autoscaling_config.get("max_replicas", 1)
+            if lo > hi:
+                raise ValueError(f"autoscaling min_replicas ({lo}) exceeds max_replicas ({hi})")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments for `Deployment.options(...)`."""
+        actor: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory is not None:
+            actor["memory"] = self.memory
+        if self.accelerator_type:
+            actor["accelerator_type"] = self.accelerator_type
+        if self.runtime_env:
+            actor["runtime_env"] = self.runtime_env
+        opts: dict[str, Any] = {
+            "ray_actor_options": actor,
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+            "health_check_period_s": self.health_check_period_s,
+            "health_check_timeout_s": self.health_check_timeout_s,
+        }
+        if self.autoscaling_config is not None:
+            opts["autoscaling_config"] = self.autoscaling_config
+        else:
+            opts["num_replicas"] = self.num_replicas or 1
+        return opts
+
+
+class LLMService(_Strict):
+    engine: LLMArgs = Field(default_factory=LLMArgs, description="Model and decoding settings.")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(max_ongoing_requests=32), description="Placement and scaling."
+    )
+
+
+class MusicService(_Strict):
+    engine: MusicArgs = Field(default_factory=MusicArgs, description="Model and sampling settings.")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(max_ongoing_requests=4), description="Placement and scaling."
+    )
+
+
+class CoverService(_Strict):
+    engine: CoverArgs = Field(default_factory=CoverArgs, description="Model and painting settings.")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(max_ongoing_requests=16), description="Placement and scaling."
+    )
+
+
+class AuthArgs(_Strict):
+    token_env: str = Field(
+        default="API_BEARER_TOKEN", description="Environment variable holding one or more comma-separated tokens."
+    )
+    generate_dev_token: bool = Field(
+        default=False,
+        description="Dev only: when the variable is unset, generate a token and print it once at start-up.",
+    )
+
+
+class IngressArgs(_Strict):
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(max_ongoing_requests=256, num_cpus=0.5),
+        description="Placement and scaling of the CPU-only HTTP ingress.",
+    )
+    song_timeout_s: float = Field(
+        default=1800.0, gt=0, le=3 * 3600, description="A song that takes longer than this fails with 504."
+    )
+    health_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per-deployment readiness probe timeout.")
+
+
+class AppArgs(_Strict):
+    """Arguments of `serve_app.app:build_app`, the only import_path of every config."""
+
+    llm: LLMService = Field(default_factory=LLMService, description="Lyrics/tags/title LLM deployment.")
+    music: MusicService = Field(default_factory=MusicService, description="ACE-Step 1.5 music deployment.")
+    cover: CoverService = Field(default_factory=CoverService, description="SDXL-Turbo cover art deployment.")
+    storage: StorageArgs = Field(default_factory=StorageArgs, description="Where songs are stored.")
+    auth: AuthArgs = Field(default_factory=AuthArgs, description="Bearer-token settings (tokens from env).")
+    ingress: IngressArgs = Field(default_factory=IngressArgs, description="The HTTP ingress deployment.")
+
+    @field_validator("llm", "music", "cover", mode="before")
+    @classmethod
+    def _none_is_default(cls, v: Any) -> Any:
+        return {} if v is None else v

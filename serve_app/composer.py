@@ -1,0 +1,227 @@
+"""One song, start to finish: every step starts as soon as its inputs exist.
+
+    description ─┬─ tags ───┬─ music ── upload audio ─┐
+                 └─ lyrics ─┘                         ├─ manifest
+                    tags ───┬─ cover ── upload cover ─┤
+                            └─ title + categories ────┘
+
+A song's latency is its critical path (LLM, then music, then one upload), not the sum of steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Awaitable
+
+from deployments.cover import CoverRequest, CoverResult, cover_prompt
+from deployments.llm import Written
+from deployments.lyrics_text import guess_language, normalize_user_lyrics, normalize_user_tags
+from deployments.music import MusicRequest, MusicResult
+from serve_app.schemas import GenerateFromDescription, GenerateWithDescribedLyrics, GenerateWithLyrics, SongOptions
+
+logger = logging.getLogger("ray.serve")
+
+SongBody = GenerateFromDescription | GenerateWithLyrics | GenerateWithDescribedLyrics
+
+
+class SongFailed(RuntimeError):
+    """A stage failed; the message names the stage and is safe to show to the caller."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(f"{stage} failed: {message}")
+        self.stage = stage
+
+
+@dataclass
+class Stages:
+    """Wall-clock intervals of each stage, relative to the song's start."""
+
+    t0: float = field(default_factory=time.time)
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def record(self, name: str, started: float, finished: float) -> None:
+        self.spans[name] = (started - self.t0, finished - self.t0)
+
+    def public(self) -> dict[str, dict[str, float]]:
+        return {
+            k: {"start_s": round(a, 4), "end_s": round(b, 4), "seconds": round(b - a, 4)}
+            for k, (a, b) in sorted(self.spans.items(), key=lambda kv: kv[1][0])
+        }
+
+
+class SongComposer:
+    """Drives the model deployments and the object store for one song at a time (many concurrently)."""
+
+    def __init__(self, llm, music, cover, store, *, key_prefix: str = "songs"):
+        self.llm, self.music, self.cover, self.store = llm, music, cover, store
+        self.key_prefix = key_prefix.strip("/")
+
+    def keys(self, song_id: str, extension: str) -> dict[str, str]:
+        base = f"{self.key_prefix}/{song_id}"
+        return {"audio": f"{base}/audio.{extension}", "cover": f"{base}/cover.png", "manifest": f"{base}/manifest.json"}
+
+    async def compose(self, body: SongBody, *, song_id: str | None = None) -> dict[str, Any]:
+        song_id = song_id or uuid.uuid4().hex
+        stages = Stages()
+        tasks: list[asyncio.Task] = []
+        try:
+            return await self._compose(body, song_id, stages, tasks)
+        except BaseException as exc:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._cancel_music(song_id)
+            await self._remove_partial(song_id)
+            if isinstance(exc, SongFailed | asyncio.CancelledError):
+                raise
+            raise SongFailed("song", _safe(exc)) from exc
+
+    async def _compose(self, body: SongBody, song_id: str, stages: Stages, tasks: list) -> dict[str, Any]:
+        opts: SongOptions = body
+        instrumental = opts.instrumental
+
+        def spawn(coro: Awaitable) -> asyncio.Task:
+            task = asyncio.ensure_future(coro)
+            tasks.append(task)
+            return task
+
+        # 1. Words: whatever the request did not provide, the LLM writes (concurrently).
+        if isinstance(body, GenerateFromDescription):
+            description = body.full_described_song
+            tags_t = spawn(self._stage(stages, "tags", self.llm.tags.remote(description, instrumental)))
+            lyrics_t = (
+                None if instrumental else spawn(self._stage(stages, "lyrics", self.llm.lyrics.remote(description)))
+            )
+            tags: list[str] = (await tags_t).tags
+        else:
+            description = body.prompt if isinstance(body, GenerateWithLyrics) else body.described_lyrics
+            tags = normalize_user_tags(body.prompt, instrumental)
+            lyrics_t = None
+            if not instrumental and isinstance(body, GenerateWithDescribedLyrics):
+                lyrics_t = spawn(self._stage(stages, "lyrics", self.llm.lyrics.remote(body.described_lyrics)))
+
+        # 2. Cover art and title/categories need only the tags: start them before the lyrics finish.
+        cover_t = spawn(self._cover_and_upload(stages, song_id, tags))
+        meta_t = spawn(self._stage(stages, "meta", self.llm.meta.remote(description, tags)))
+
+        if instrumental:
+            lyrics = ""
+        elif lyrics_t is not None:
+            lyrics = (await lyrics_t).lyrics
+        else:
+            lyrics = normalize_user_lyrics(body.lyrics)
+
+        # 3. Music, the long pole, as soon as tags and lyrics exist; then its upload.
+        music_req = MusicRequest(
+            tags=", ".join(tags),
+            lyrics=lyrics,
+            instrumental=instrumental or not lyrics,
+            duration_s=opts.audio_duration,
+            steps=opts.infer_step,
+            guidance_scale=opts.guidance_scale,
+            seed=opts.seed,
+            audio_format=opts.audio_format,
+            vocal_language=guess_language(lyrics) if lyrics else "en",
+        )
+        music: MusicResult = await self._stage(stages, "music", self.music.generate.remote(music_req, song_id))
+        keys = self.keys(song_id, music.extension)
+        t_up = time.time()
+        await self.store.put(keys["audio"], music.audio, music.content_type)
+        stages.record("upload_audio", t_up, time.time())
+
+        cover: CoverResult = await cover_t
+        meta: Written = await meta_t
+
+        result = {
+            "r2_key": keys["audio"],
+            "cover_image_r2_key": keys["cover"],
+            "categories": meta.categories,
+            "song_id": song_id,
+            "manifest_r2_key": keys["manifest"],
+            "title": meta.title,
+            "tags": tags,
+            "lyrics": lyrics,
+            "instrumental": instrumental,
+            "seed": music.seed,
+            "duration_s": round(music.duration_s, 4),
+            "sample_rate": music.sample_rate,
+            "audio_format": music.audio_format,
+            "infer_step": music.steps,
+            "guidance_scale": music.guidance_scale,
+            "notes": music.notes,
+        }
+        manifest = {
+            "song_id": song_id,
+            "created_at": stages.t0,
+            "request": {"endpoint": type(body).__name__, **body.model_dump()},
+            "llm": {"model": meta.model, "tags": tags, "lyrics": lyrics, "title": meta.title,
+                    "categories": meta.categories, "raw": {"meta": meta.raw}},
+            "music": {"model": music.model, "seed": music.seed, "steps": music.steps,
+                      "guidance_scale": music.guidance_scale, "sample_rate": music.sample_rate,
+                      "channels": music.channels, "num_samples": music.num_samples,
+                      "vocal_language": music_req.vocal_language, "notes": music.notes},
+            "cover": {"model": cover.model, "seed": cover.seed, "steps": cover.steps, "prompt": cover.prompt,
+                      "width": cover.width, "height": cover.height},
+            "result": result,
+        }
+        t_m = time.time()
+        manifest["timings"] = stages.public()
+        await self.store.put(keys["manifest"], json.dumps(manifest, indent=2).encode(), "application/json")
+        stages.record("upload_manifest", t_m, time.time())
+        stages.record("total", stages.t0, time.time())
+        result["timings"] = stages.public()
+        return result
+
+    async def _stage(self, stages: Stages, name: str, call: Awaitable) -> Any:
+        """Await one deployment call; record the interval the deployment itself reported."""
+        sent = time.time()
+        try:
+            out = await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every stage failure becomes a named, safe error
+            raise SongFailed(name, _safe(exc)) from exc
+        started = getattr(out, "started_at", 0.0) or sent
+        finished = getattr(out, "finished_at", 0.0) or time.time()
+        stages.record(name, started, finished)
+        return out
+
+    async def _cover_and_upload(self, stages: Stages, song_id: str, tags: list[str]) -> CoverResult:
+        req = CoverRequest(prompt=cover_prompt(", ".join(tags[:8])))
+        cover: CoverResult = await self._stage(stages, "cover", self.cover.generate.remote(req))
+        t = time.time()
+        await self.store.put(self.keys(song_id, "")["cover"], cover.png, "image/png")
+        stages.record("upload_cover", t, time.time())
+        return cover
+
+    async def _cancel_music(self, song_id: str) -> None:
+        try:
+            await asyncio.wait_for(self.music.cancel.remote(song_id), timeout=5)
+        except Exception:  # noqa: BLE001 - best effort: the replica may be gone
+            pass
+
+    async def _remove_partial(self, song_id: str) -> None:
+        try:
+            await self.store.delete_prefix(f"{self.key_prefix}/{song_id}/")
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not remove partial outputs of song %s: %s", song_id, _safe(exc))
+
+
+def _safe(exc: BaseException) -> str:
+    """An exception's message for callers: type and text, cut short (engine errors hold no secrets)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if name in ("RayTaskError", "RayActorError") or text.startswith("ray::"):
+        cause = getattr(exc, "cause", None)
+        if cause is not None:
+            return _safe(cause)
+    return f"{name}: {text[:300]}" if text else name
+
+
+def dataclass_dict(obj: Any) -> dict:
+    return asdict(obj)

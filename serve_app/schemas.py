@@ -1,0 +1,114 @@
+"""HTTP request and response bodies. Field names of the seed's API are kept as they were."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AudioFormat = Literal["wav", "flac", "mp3", "opus"]
+
+MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
+MAX_DESCRIPTION_CHARS = 2000
+MAX_PROMPT_CHARS = 500
+MAX_LYRICS_CHARS = 5000
+
+
+class SongOptions(BaseModel):
+    """Rendering options shared by every generate endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio_duration: float = Field(
+        default=180.0,
+        ge=MIN_DURATION_S,
+        le=MAX_DURATION_S,
+        description="Song length in seconds (ACE-Step 1.5 supports 10-600).",
+    )
+    seed: int = Field(default=-1, ge=-1, le=2**31 - 1, description="-1 picks a random seed; the used seed is returned.")
+    guidance_scale: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=30.0,
+        description="Prompt adherence. Omit for the model's recommendation; turbo checkpoints ignore it.",
+    )
+    infer_step: int | None = Field(
+        default=None, ge=1, le=200, description="Diffusion steps. Omit for the model's recommendation (turbo: 8)."
+    )
+    instrumental: bool = Field(default=False, description="No vocals: lyrics are skipped and no vocal tag is used.")
+    audio_format: AudioFormat = Field(default="wav", description="wav (16-bit), flac, mp3 or opus (in ogg).")
+
+
+class GenerateFromDescription(SongOptions):
+    full_described_song: str = Field(
+        min_length=1,
+        max_length=MAX_DESCRIPTION_CHARS,
+        description="What the song should be; the LLM writes its tags, lyrics, title and categories.",
+    )
+
+
+class GenerateWithLyrics(SongOptions):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="Comma-separated music tags.")
+    lyrics: str = Field(
+        default="",
+        max_length=MAX_LYRICS_CHARS,
+        description="Your lyrics; [verse]/[chorus]/[bridge] tags are added where missing.",
+    )
+
+
+class GenerateWithDescribedLyrics(SongOptions):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="Comma-separated music tags.")
+    described_lyrics: str = Field(
+        min_length=1, max_length=MAX_DESCRIPTION_CHARS, description="What the lyrics should be about."
+    )
+
+
+class StageTiming(BaseModel):
+    start_s: float = Field(description="Seconds after the song started.")
+    end_s: float = Field(description="Seconds after the song started.")
+    seconds: float = Field(description="Duration of the stage.")
+
+
+class SongPublic(BaseModel):
+    """A finished song. The first three fields are the seed API's response."""
+
+    r2_key: str = Field(description="Storage key of the audio file.")
+    cover_image_r2_key: str = Field(description="Storage key of the 512x512 PNG cover.")
+    categories: list[str] = Field(description="3-5 music categories.")
+    song_id: str = Field(description="Id grouping every object of this song under songs/<id>/.")
+    manifest_r2_key: str = Field(description="Storage key of the JSON manifest (inputs, LLM output, seed, models).")
+    title: str
+    tags: list[str] = Field(description="Music tags the song was rendered from.")
+    lyrics: str = Field(description="Sectioned lyrics sung (empty for instrumentals).")
+    instrumental: bool
+    seed: int = Field(description="Seed actually used (reuse it to reproduce the song).")
+    duration_s: float = Field(description="Length of the stored audio in seconds.")
+    sample_rate: int
+    audio_format: AudioFormat
+    infer_step: int = Field(description="Diffusion steps used.")
+    guidance_scale: float = Field(description="Guidance used (1.0 = none, for turbo checkpoints).")
+    audio_url: str = Field(description="Short-lived download link for the audio.")
+    cover_image_url: str = Field(description="Short-lived download link for the cover.")
+    links_expire_in_s: int
+    notes: list[str] = Field(default_factory=list, description="Adjustments made to the request, if any.")
+    timings: dict[str, StageTiming] = Field(description="Per-stage wall times of this song.")
+
+
+class AuthStatus(BaseModel):
+    authenticated: bool
+    message: str
+
+
+class DeploymentHealth(BaseModel):
+    ready: bool
+    detail: str = ""
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    deployments: dict[str, DeploymentHealth]
+
+
+class ErrorBody(BaseModel):
+    detail: str | list
+    message: str = Field(description="Human-readable summary of what to fix.")
