@@ -20,6 +20,12 @@ class Completion:
 
 
 @dataclass
+class Answer:
+    text: str
+    truncated: bool  # stopped by its token budget, so its last line or tag is likely cut short
+
+
+@dataclass
 class Written:
     """One LLM product (tags, lyrics or title+categories) with the raw answer kept for the manifest."""
 
@@ -61,33 +67,48 @@ class LLMEngine:
         if args.warmup:
             self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
 
-    def complete_batch(self, items: list[Completion]) -> list[str]:
-        """Answer every chat; one generate() per distinct token budget keeps short asks short."""
-        out: list[str | None] = [None] * len(items)
-        by_budget: dict[int, list[int]] = {}
-        for i, it in enumerate(items):
-            by_budget.setdefault(it.max_new_tokens, []).append(i)
-        for budget, idx in by_budget.items():
-            for i, text in zip(idx, self._generate([items[i].chat for i in idx], budget)):
-                out[i] = text
-        return out  # type: ignore[return-value]
+    def complete_batch(self, items: list[Completion]) -> list[Answer]:
+        """Answer every chat in ONE generate() call; each row stops at EOS or its own token budget.
 
-    def _generate(self, chats: list[lt.Chat], max_new_tokens: int) -> list[str]:
+        One call (not one per budget) keeps a song's tags and lyrics, asked together, finishing
+        together: the music waits for both, so the batch costs it nothing extra.
+        """
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
-        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+        prompts = [
+            self.tokenizer.apply_chat_template(it.chat, add_generation_prompt=True, tokenize=False) for it in items
+        ]
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.runtime.device)
+        prompt_len = enc["input_ids"].shape[1]
+        budgets = torch.tensor([it.max_new_tokens for it in items], device=self.runtime.device)
+
+        class RowBudget(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return (input_ids.shape[1] - prompt_len) >= budgets
+
         with torch.inference_mode():
             ids = self.model.generate(
                 **enc,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=int(budgets.max()),
                 do_sample=False,
                 repetition_penalty=self.args.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([RowBudget()]),
             )
-        new = ids[:, enc["input_ids"].shape[1] :]
-        return [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]
+        new = ids[:, prompt_len:]
+        stops = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, *self._extra_stop_ids()}
+        out = []
+        for row, it in zip(new, items):
+            row = row[: it.max_new_tokens].tolist()
+            ended = any(t in stops for t in row)
+            out.append(Answer(self.tokenizer.decode(row, skip_special_tokens=True), truncated=not ended))
+        return out
+
+    def _extra_stop_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
 
     # -- the three products, for single use without Ray (tests, the seed-style baseline) --
 
@@ -115,19 +136,19 @@ def meta_completion(args: LLMArgs, description: str, tags: list[str]) -> Complet
     return Completion(lt.meta_chat(description, tags), args.max_new_tokens_meta)
 
 
-def finish_tags(raw: str, description: str, instrumental: bool, model: str) -> Written:
-    tags = lt.parse_tags(raw, description, instrumental)
-    return Written("tags", tags=tags, raw=raw, model=model, repaired=", ".join(tags) != raw.strip().lower())
+def finish_tags(ans: Answer, description: str, instrumental: bool, model: str) -> Written:
+    tags = lt.parse_tags(ans.text, description, instrumental, truncated=ans.truncated)
+    return Written("tags", tags=tags, raw=ans.text, model=model, repaired=", ".join(tags) != ans.text.strip().lower())
 
 
-def finish_lyrics(raw: str, subject: str, model: str) -> Written:
-    lyrics = lt.parse_lyrics(raw, subject)
-    return Written("lyrics", lyrics=lyrics, raw=raw, model=model, repaired=lyrics != raw.strip())
+def finish_lyrics(ans: Answer, subject: str, model: str) -> Written:
+    lyrics = lt.parse_lyrics(ans.text, subject, truncated=ans.truncated)
+    return Written("lyrics", lyrics=lyrics, raw=ans.text, model=model, repaired=lyrics != ans.text.strip())
 
 
-def finish_meta(raw: str, description: str, tags: list[str], lyrics: str, model: str) -> Written:
-    title, cats = lt.parse_meta(raw, description, tags, lyrics)
-    return Written("meta", title=title, categories=cats, raw=raw, model=model)
+def finish_meta(ans: Answer, description: str, tags: list[str], lyrics: str, model: str) -> Written:
+    title, cats = lt.parse_meta(ans.text, description, tags, lyrics)
+    return Written("meta", title=title, categories=cats, raw=ans.text, model=model)
 
 
 @serve.deployment(name="LLM", max_ongoing_requests=32)
@@ -142,14 +163,14 @@ class LLMDeployment:
         self._complete.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _complete(self, items: list[Completion]) -> list[str]:
+    async def _complete(self, items: list[Completion]) -> list[Answer]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.engine.complete_batch, items)
 
     async def ready(self) -> str:
         return f"{self.args.model} on {self.engine.runtime.device}"
 
-    async def _timed(self, completion: Completion) -> tuple[str, float, float]:
+    async def _timed(self, completion: Completion) -> tuple[Answer, float, float]:
         started = time.time()
         raw = await self._complete(completion)
         return raw, started, time.time()

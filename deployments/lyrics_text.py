@@ -194,7 +194,18 @@ def fallback_tags(description: str, instrumental: bool) -> list[str]:
     return tags
 
 
-def parse_tags(text: str, description: str = "", instrumental: bool = False) -> list[str]:
+def _plausible_tag(t: str) -> bool:
+    """Drops the junk small models emit: glued words, stray numbers, tempos no one plays."""
+    if m := re.fullmatch(r"(\d{2,3})\s*bpm", t):
+        return 40 <= int(m.group(1)) <= 220
+    if re.search(r"\d", t) and not re.fullmatch(r"(808s?|\d0s|\d{2}s music|[a-g][#b]? (major|minor))", t):
+        return False
+    if any(len(w) > 14 for w in t.split()):
+        return False
+    return bool(re.search(r"[^\W\d_]", t))
+
+
+def parse_tags(text: str, description: str = "", instrumental: bool = False, truncated: bool = False) -> list[str]:
     """Comma-separated tags out of whatever the model said; vocal tags dropped for instrumentals."""
     text = _clean_text(text)
     lines = [ln for ln in text.split("\n") if ln.strip()]
@@ -202,13 +213,15 @@ def parse_tags(text: str, description: str = "", instrumental: bool = False) -> 
     body = next((ln for ln in lines if ln.count(",") >= 2), " , ".join(lines))
     body = re.sub(r"^[^:]{0,40}:\s*", "", body) if ":" in body[:42] else body
     raw = re.split(r"[,;\n|#]+", body)
+    if truncated and len(raw) > 1:
+        raw = raw[:-1]  # the budget cut the last tag short
     tags = []
     for t in raw:
         t = _strip_md(t).strip(" .!-").lower()
         t = re.sub(r"\s+", " ", t)
         if not t or len(t) > 32 or len(t.split()) > 4 or _PREAMBLE.match(t):
             continue
-        if not re.search(r"\w", t):
+        if not _plausible_tag(t):
             continue
         tags.append(t)
     if len(_dedupe(tags)) < MIN_TAGS:
@@ -274,9 +287,32 @@ def _split_sections(text: str) -> tuple[list[Section], bool]:
 def _is_lyric_line(line: str) -> bool:
     if _PREAMBLE.match(line) or _COMMENTARY.match(line):
         return False
+    if re.fullmatch(r"\(.*\)", line):  # stage directions: "(laughs)", "(softly)"
+        return False
     if re.match(r"^\s*title\s*:", line, re.IGNORECASE):
         return False
-    return len(line) <= 120 and bool(re.search(r"\w", line))
+    return bool(re.search(r"\w", line))
+
+
+def _singable(line: str, width: int = 64) -> list[str]:
+    """Prose sentences become lyric lines: split long lines at punctuation, then at spaces."""
+    if len(line) <= width:
+        return [line]
+    out, cur = [], ""
+    for piece in re.split(r"(?<=[,.;!?…])\s+", line):
+        while len(piece) > width:
+            cut = piece.rfind(" ", 0, width)
+            cut = cut if cut > width // 3 else width
+            out.append(piece[:cut].strip())
+            piece = piece[cut:].strip()
+        if cur and len(cur) + 1 + len(piece) > width:
+            out.append(cur)
+            cur = piece
+        else:
+            cur = f"{cur} {piece}".strip()
+    if cur:
+        out.append(cur)
+    return [ln.rstrip(",;") for ln in out if ln]
 
 
 def _label_unmarked(sections: list[Section]) -> None:
@@ -310,14 +346,16 @@ def fallback_lyrics(subject: str) -> str:
     )
 
 
-def parse_lyrics(text: str, subject: str = "") -> str:
+def parse_lyrics(text: str, subject: str = "", truncated: bool = False) -> str:
     """Sectioned lyrics ([verse]/[chorus]/[bridge]...) out of the model's answer, or a fallback."""
     text = _clean_text(text)
+    if truncated:  # the budget cut the last line (or sentence) mid-word
+        text = text.rsplit("\n", 1)[0] if "\n" in text else re.sub(r"(?<=[.!?,;])[^.!?,;]*$", "", text)
     sections, marked = _split_sections(text)
     # Drop preamble/commentary lines and stop at the first commentary after lyrics started.
     cleaned: list[Section] = []
     for s in sections:
-        lines = [ln for ln in s.lines if _is_lyric_line(ln)]
+        lines = [part for ln in s.lines if _is_lyric_line(ln) for part in _singable(ln)]
         # Collapse loops: a line may repeat at most twice in a row.
         out: list[str] = []
         for ln in lines:
@@ -326,8 +364,9 @@ def parse_lyrics(text: str, subject: str = "") -> str:
             out.append(ln)
         if out:
             cleaned.append(Section(s.name, out))
-    if not marked and len(cleaned) == 1 and len(cleaned[0].lines) > 6:
-        cleaned = _chunk(cleaned[0].lines)
+    if not marked and len(cleaned) == 1 and len(cleaned[0].lines) >= 4:
+        n = len(cleaned[0].lines)  # one unbroken block: cut it into stanzas so it gets a chorus
+        cleaned = _chunk(cleaned[0].lines, 4 if n > 8 else (n + 1) // 2)
     _label_unmarked(cleaned)
     # A stanza repeated more than twice is a loop, not a chorus.
     seen: dict[str, int] = {}

@@ -13,7 +13,8 @@ class TestTags:
         assert lt.parse_tags(raw) == ["synthwave", "male vocal", "synth", "drums", "nostalgic", "110 bpm", "a minor"]
 
     def test_dedupes_and_caps(self):
-        raw = ", ".join(["pop", "Pop", "POP"] + [f"tag{i}" for i in range(30)])
+        words = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar"
+        raw = ", ".join(["pop", "Pop", "POP"] + words.split())
         tags = lt.parse_tags(raw)
         assert tags[0] == "pop" and tags.count("pop") == 1
         assert len(tags) == lt.MAX_TAGS
@@ -29,6 +30,11 @@ class TestTags:
         raw = "I think that this song should be very nice and I would like to describe it in many words."
         tags = lt.parse_tags(raw, "an energetic rock song with electric guitar at 140 bpm", False)
         assert {"rock", "electric guitar", "energetic", "140 bpm"} <= set(tags)
+
+    def test_junk_and_cut_off_tags_are_dropped(self):
+        raw = "metal, 8bpmbiggadamants, 75% audio quality, 4k resolution, 300 bpm, 120 bpm, heavy guitar, 80s, fun"
+        tags = lt.parse_tags(raw, truncated=True)
+        assert tags == ["metal", "120 bpm", "heavy guitar", "80s"]
 
     def test_user_tags_keep_their_words(self):
         assert lt.normalize_user_tags("Electronic Rap, 140BPM,  rap ,", False) == ["electronic rap", "140bpm", "rap"]
@@ -62,6 +68,21 @@ class TestLyrics:
         raw = "[verse]\n" + "la la la\n" * 40 + "[chorus]\nsing\nsing it\nsing it now\n"
         out = lt.parse_lyrics(raw, "x")
         assert out.count("la la la") <= 2
+
+    def test_prose_becomes_lyric_lines_and_cut_text_is_dropped(self):
+        raw = ("The lights were brighter than the stars above, I was lost in the neon streets of the city, "
+               "my heart racing as I drove. The sirens sang to me, the horns crashed on glass walls, "
+               "and I kept going. I remember the last time I dro")
+        out = lt.parse_lyrics(raw, "night", truncated=True)
+        body = [ln for ln in out.splitlines() if ln and not ln.startswith("[")]
+        assert len(body) >= 4 and all(len(ln) <= 64 for ln in body)
+        assert "The lights were brighter than the stars above" in out
+        assert "dro" not in out.split()[-1] and "last time" not in out
+        assert "[chorus]" in out
+
+    def test_stage_directions_are_dropped(self):
+        out = lt.parse_lyrics("[verse]\nI sing\n(laughs)\nYou sing\nWe sing\nThey sing\n", "x")
+        assert "(laughs)" not in out and "You sing" in out
 
     def test_garbage_falls_back_to_singable_lyrics(self):
         out = lt.parse_lyrics("Sure!", "summer nights and dancing")

@@ -1,0 +1,59 @@
+"""Session-wide test setup: offline hubs, no Ray auth, the local model kits, real servers."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import secrets  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.support.fixtures import s3_env, s3_server  # noqa: E402,F401
+from tests.support.serve_stack import MODELS, config_args, merge, start_cluster, stop_cluster  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kits() -> dict:
+    """The local model kits (built by `make setup`; building here is a no-op when they exist)."""
+    from deployments.kits import build_all
+
+    return build_all(MODELS)
+
+
+@pytest.fixture(scope="session")
+def api_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def serve_cluster(kits):
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        stop_cluster()
+
+
+def fast_app_args(storage_dir: str, **override) -> dict:
+    """configs/dev.yaml's args with the fastest kits: tiny Qwen2 instead of SmolLM2, short answers."""
+    base = config_args("configs/dev.yaml")
+    fast = {
+        "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "max_new_tokens_lyrics": 48,
+                           "max_new_tokens_tags": 24, "max_new_tokens_meta": 16}},
+        "storage": {"local_dir": storage_dir},
+        "auth": {"generate_dev_token": False},
+    }
+    return merge(merge(base, fast), override)
+
+
+@pytest.fixture(scope="session")
+def song_api(serve_cluster, api_token, tmp_path_factory) -> dict:
+    """The dev app (local storage) deployed on the session cluster; returns base URL, token, storage dir."""
+    storage_dir = str(tmp_path_factory.mktemp("storage"))
+    base = serve_cluster.deploy(fast_app_args(storage_dir), name="songsmith", route_prefix="/", token=api_token)
+    return {"base_url": base, "token": api_token, "storage_dir": storage_dir}

@@ -1,0 +1,103 @@
+"""A real local Ray cluster and Serve HTTP proxy for the tests, with the app deployed from a config.
+
+One cluster per test session (Ray takes ~5 s to start); apps are deployed onto it by name.
+`ray.init(address="local")` always starts a fresh cluster of our own, so a developer's running
+`make serve` is never touched, and nothing here calls `ray stop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_args(config: str = "configs/dev.yaml", app: int = 0) -> dict[str, Any]:
+    """The `args:` of one application in a Serve config file."""
+    doc = yaml.safe_load((REPO / config).read_text())
+    return copy.deepcopy(doc["applications"][app]["args"])
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@dataclass
+class ServeCluster:
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def deploy(self, args: dict[str, Any], *, name: str, route_prefix: str, token: str, timeout_s: float = 180):
+        """Build the app exactly as `serve run` would (through build_app) and wait for /health."""
+        from ray import serve
+
+        from serve_app.app import build_app
+
+        os.environ["API_BEARER_TOKEN"] = token
+        serve.run(build_app(args), name=name, route_prefix=route_prefix, blocking=False)
+        url = self.base_url + route_prefix.rstrip("/") + "/health"
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = httpx.get(url, timeout=10)
+                if last.status_code == 200:
+                    return self.base_url + route_prefix.rstrip("/")
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.5)
+        raise RuntimeError(f"app {name} not healthy after {timeout_s:.0f}s: {last!r}")
+
+    def delete(self, name: str) -> None:
+        from ray import serve
+
+        serve.delete(name)
+
+
+def start_cluster(num_cpus: int = 8) -> ServeCluster:
+    import ray
+    from ray import serve
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    port = free_port()
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
+    )
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return ServeCluster(port=port)
+
+
+def stop_cluster() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()

@@ -1,0 +1,41 @@
+"""The SDXL-Turbo engine on the kit: real StableDiffusionXLPipeline code, random weights."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from deployments.config import CoverArgs
+from deployments.cover import CoverEngine, CoverRequest, cover_prompt
+from tests.support.serve_stack import MODELS
+
+
+@pytest.fixture(scope="module")
+def engine(kits) -> CoverEngine:
+    return CoverEngine(CoverArgs(model=str(MODELS / "sdxl-turbo-kit"), num_threads=1))
+
+
+def test_cover_is_a_512_png(engine):
+    [res] = engine.generate_batch([CoverRequest(prompt=cover_prompt("synthwave, neon"), seed=3)])
+    img = Image.open(io.BytesIO(res.png))
+    assert img.format == "PNG" and img.size == (512, 512) and img.mode == "RGB"
+    assert res.seed == 3 and res.steps == 1
+
+
+def test_seeded_and_batched(engine):
+    a, b, c = engine.generate_batch(
+        [CoverRequest(prompt="jazz", seed=1), CoverRequest(prompt="jazz", seed=2), CoverRequest(prompt="rock", seed=1, steps=2)]
+    )
+    assert a.png != b.png
+    assert (a.steps, b.steps, c.steps) == (1, 1, 2)
+    [again] = engine.generate_batch([CoverRequest(prompt="jazz", seed=1)])
+    assert Image.open(io.BytesIO(again.png)).size == (512, 512)
+    random_seed = engine.generate_batch([CoverRequest(prompt="jazz", seed=-1)])[0].seed
+    assert 0 <= random_seed < 2**31
+
+
+def test_prompt_fits_clip():
+    p = cover_prompt("x" * 1000, "A Title")
+    assert len(p) <= 300 and "A Title" in p
