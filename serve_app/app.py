@@ -44,16 +44,18 @@ def build_app(args: AppArgs) -> Application:
     from deployments.cover import CoverDeployment
     from deployments.llm import LLMDeployment
     from deployments.music import MusicDeployment
-    from serve_app.storage import resolve_storage
+    from serve_app.storage import make_store
 
     args = AppArgs.model_validate(args)
     tokens, generated = load_tokens(args.auth.token_env, generate_if_missing=args.auth.generate_dev_token)
     if generated:
         # Printed once, to the operator's terminal only; never logged.
         print(f"\n  {args.auth.token_env} was not set; generated a dev token for this run:\n\n    {generated}\n", flush=True)
-    storage = resolve_storage(args.storage)
+    storage = args.storage
     if storage.backend == "local":
         storage = storage.model_copy(update={"local_dir": str(Path(storage.local_dir).resolve())})
+    signing_secret = _signing_secret(args)
+    make_store(storage, signing_secret=signing_secret)  # fail now, not on the first song, if env is missing
 
     llm = LLMDeployment.options(**args.llm.deployment.serve_options()).bind(
         _absolute_model_path(args.llm.engine).model_dump()
@@ -66,7 +68,7 @@ def build_app(args: AppArgs) -> Application:
     )
     config = IngressConfig(
         storage=storage,
-        signing_secret=_signing_secret(args),
+        signing_secret=signing_secret,
         tokens=tokens,
         song_timeout_s=args.ingress.song_timeout_s,
         health_timeout_s=args.ingress.health_timeout_s,

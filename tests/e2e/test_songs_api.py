@@ -32,7 +32,8 @@ def client(song_api):
 
 
 def stored(song_api, key: str) -> Path:
-    return Path(song_api["storage_dir"]) / key
+    """Where the local backend keeps an object (root/objects/<key>)."""
+    return Path(song_api["storage_dir"]) / "objects" / key
 
 
 def check_song(song_api, client, body: dict, song: dict) -> None:
@@ -65,9 +66,11 @@ def check_song(song_api, client, body: dict, song: dict) -> None:
     for k, v in body.items():
         assert manifest["request"][k] == v
     assert manifest["music"]["model"].endswith("acestep-v15-turbo-kit")
-    # Nothing else lies under the song's prefix: no temp files.
-    files = sorted(p.name for p in stored(song_api, f"songs/{song['song_id']}").iterdir() if not p.name.startswith("."))
+    # Nothing else lies under the song's prefix, and no temp files are left.
+    files = sorted(p.name for p in stored(song_api, f"songs/{song['song_id']}").iterdir())
     assert files == sorted([Path(song["r2_key"]).name, "cover.png", "manifest.json"])
+    tmp = Path(song_api["storage_dir"]) / "tmp"
+    assert not tmp.exists() or not any(tmp.iterdir())
 
 
 def test_health_needs_no_token_and_reports_every_deployment(song_api):
@@ -87,7 +90,7 @@ def test_auth_status(song_api, client):
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong-token-000000000000"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer "}],
+     {"Authorization": "Bearer"}],
     ids=["missing", "wrong", "wrong-scheme", "empty"],
 )
 def test_bad_tokens_are_401_with_bearer_challenge(song_api, headers):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class ServeCluster:
         from serve_app.app import build_app
 
         os.environ["API_BEARER_TOKEN"] = token
+        os.environ.setdefault("STORAGE_SIGNING_SECRET", secrets.token_urlsafe(32))
         serve.run(build_app(args), name=name, route_prefix=route_prefix, blocking=False)
         url = self.base_url + route_prefix.rstrip("/") + "/health"
         deadline = time.monotonic() + timeout_s
