@@ -205,3 +205,22 @@ def test_openapi_describes_every_field(client):
         props = spec["components"]["schemas"][name]["properties"]
         assert all(p.get("description") for p in props.values()), name
     assert client.get("/docs").status_code == 200
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["start_s"] < b["end_s"] and b["start_s"] < a["end_s"]
+
+
+def test_fan_out_overlaps_stages(client):
+    """Stage intervals are recorded by the deployments themselves; the song is its critical path."""
+    body = {"full_described_song": "a folk song about a lighthouse keeper", "audio_duration": 20.0, "seed": 3}
+    r = client.post("/generate-from-description", json=body)
+    assert r.status_code == 200, r.text
+    t = r.json()["timings"]
+    assert {"tags", "lyrics", "music", "cover", "meta", "upload_audio", "upload_cover", "total"} <= set(t)
+    assert _overlap(t["tags"], t["lyrics"]), t  # written concurrently (one batched LLM call)
+    assert _overlap(t["cover"], t["music"]), t  # cover art is painted while the music renders
+    assert _overlap(t["meta"], t["music"]), t  # title and categories too
+    assert t["music"]["start_s"] >= max(t["tags"]["end_s"], t["lyrics"]["end_s"]) - 0.05
+    stage_sum = sum(t[k]["seconds"] for k in ("tags", "lyrics", "music", "cover", "meta", "upload_audio", "upload_cover"))
+    assert t["total"]["seconds"] < 0.9 * stage_sum, t
