@@ -58,7 +58,9 @@ class CoverEngine:
         if self.runtime.dtype == torch.float16 and not source.startswith("/"):
             kwargs["variant"] = "fp16"
         try:
-            pipe = StableDiffusionXLPipeline.from_pretrained(source, dtype=self.runtime.dtype, **kwargs)
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                source, dtype=self.runtime.dtype, add_watermarker=False, **kwargs
+            )
         except OSError as exc:
             raise load_error(args, exc) from exc
         if args.cpu_offload and self.runtime.device.type == "cuda":
