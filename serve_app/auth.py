@@ -8,7 +8,8 @@ import os
 import secrets
 from dataclasses import dataclass
 
-PLACEHOLDERS = {"", "changeme", "change-me", "your-secure-bearer-token", "your-api-bearer-token", "token", "secret"}
+from serve_app.placeholders import is_placeholder
+
 MIN_TOKEN_CHARS = 16
 
 
@@ -50,7 +51,7 @@ def load_tokens(env_var: str, *, generate_if_missing: bool) -> tuple[TokenDigest
         generated = secrets.token_urlsafe(24)
         tokens = [generated]
     for t in tokens:
-        if t.lower() in PLACEHOLDERS or len(t) < MIN_TOKEN_CHARS:
+        if is_placeholder(t) or len(t) < MIN_TOKEN_CHARS:
             raise MissingSecret(
                 f"{env_var} holds a placeholder or a token shorter than {MIN_TOKEN_CHARS} characters; "
                 "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"

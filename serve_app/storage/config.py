@@ -179,6 +179,12 @@ def resolve_s3_settings(args: StorageArgs, env: Mapping[str, str] | None = None)
         missing.append(ENV_SECRET_KEY)
     if missing:
         raise StorageConfigError("S3 storage is not configured; missing: " + ", ".join(missing))
+    from serve_app.placeholders import is_placeholder
+
+    fake = [name for name, value in ((ENV_ACCESS_KEY, access_key), (ENV_SECRET_KEY, secret_key),
+                                     (ENV_BUCKET, bucket), (ENV_ENDPOINT, endpoint)) if is_placeholder(value)]
+    if fake:
+        raise StorageConfigError("S3 storage settings still hold documentation placeholders: " + ", ".join(fake))
     assert bucket is not None and endpoint is not None
     try:
         endpoint = _check_http_url(endpoint, ENV_ENDPOINT if not args.s3_endpoint_url else "s3_endpoint_url")
