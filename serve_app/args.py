@@ -45,10 +45,13 @@ class DeploymentOptions(_Strict):
         if self.num_replicas is not None and self.autoscaling_config is not None:
             raise ValueError("set either num_replicas or autoscaling_config, not both")
         if self.autoscaling_config is not None:
-            lo = self.autoscaling_config.get("min_replicas", 1)
-            hi = self.autoscaling_config.get("max_replicas", 1)
-            if lo > hi:
-                raise ValueError(f"autoscaling min_replicas ({lo}) exceeds max_replicas ({hi})")
+            from ray.serve.config import AutoscalingConfig
+
+            known = set(getattr(AutoscalingConfig, "model_fields", None) or AutoscalingConfig.__fields__)
+            unknown = sorted(set(self.autoscaling_config) - known)
+            if unknown:
+                raise ValueError(f"unknown autoscaling_config keys {unknown}; allowed: {sorted(known)}")
+            AutoscalingConfig(**self.autoscaling_config)  # bad values fail at config time, not deploy time
         return self
 
     def serve_options(self) -> dict[str, Any]:

@@ -15,13 +15,14 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Awaitable
 
 from deployments.cover import CoverRequest, CoverResult, cover_prompt
 from deployments.llm import Written
 from deployments.lyrics_text import guess_language, normalize_user_lyrics, normalize_user_tags
 from deployments.music import MusicRequest, MusicResult
+from serve_app.metrics import song_metrics
 from serve_app.schemas import GenerateFromDescription, GenerateWithDescribedLyrics, GenerateWithLyrics, SongOptions
 
 logger = logging.getLogger("ray.serve")
@@ -60,6 +61,7 @@ class SongComposer:
     def __init__(self, llm, music, cover, store, *, key_prefix: str = "songs"):
         self.llm, self.music, self.cover, self.store = llm, music, cover, store
         self.key_prefix = key_prefix.strip("/")
+        self._in_flight = 0
 
     def keys(self, song_id: str, extension: str) -> dict[str, str]:
         base = f"{self.key_prefix}/{song_id}"
@@ -69,9 +71,19 @@ class SongComposer:
         song_id = song_id or uuid.uuid4().hex
         stages = Stages()
         tasks: list[asyncio.Task] = []
+        metrics = song_metrics()
+        mode = type(body).__name__
+        self._in_flight += 1
+        metrics.in_flight.set(self._in_flight)
         try:
-            return await self._compose(body, song_id, stages, tasks)
+            result = await self._compose(body, song_id, stages, tasks)
+            metrics.song_finished("succeeded", mode, stages.spans, result["duration_s"])
+            logger.info("song %s finished in %.2fs", song_id, stages.spans["total"][1], extra={"song_id": song_id})
+            return result
         except BaseException as exc:
+            outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+            metrics.song_finished(outcome, mode, stages.spans, 0.0)
+            logger.warning("song %s %s: %s", song_id, outcome, _safe(exc), extra={"song_id": song_id})
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -80,6 +92,9 @@ class SongComposer:
             if isinstance(exc, SongFailed | asyncio.CancelledError):
                 raise
             raise SongFailed("song", _safe(exc)) from exc
+        finally:
+            self._in_flight -= 1
+            metrics.in_flight.set(self._in_flight)
 
     async def _compose(self, body: SongBody, song_id: str, stages: Stages, tasks: list) -> dict[str, Any]:
         opts: SongOptions = body
@@ -221,7 +236,3 @@ def _safe(exc: BaseException) -> str:
         if cause is not None:
             return _safe(cause)
     return f"{name}: {text[:300]}" if text else name
-
-
-def dataclass_dict(obj: Any) -> dict:
-    return asdict(obj)

@@ -114,7 +114,10 @@ def test_scaling_modes_are_exclusive():
     with pytest.raises(ValueError, match="either num_replicas or autoscaling_config"):
         AppArgs.model_validate({"music": {"deployment": {"max_ongoing_requests": 1, "num_replicas": 2,
                                                          "autoscaling_config": {"min_replicas": 1}}}})
-    with pytest.raises(ValueError, match="exceeds max_replicas"):
+    with pytest.raises(ValueError, match="min_replica"):
+        AppArgs.model_validate({"music": {"deployment": {"max_ongoing_requests": 1,
+                                                         "autoscaling_config": {"min_replica": 1}}}})
+    with pytest.raises(ValueError, match="min_replicas"):
         AppArgs.model_validate({"music": {"deployment": {"max_ongoing_requests": 1,
                                                          "autoscaling_config": {"min_replicas": 3, "max_replicas": 2}}}})
     with pytest.raises(ValueError):
