@@ -45,6 +45,14 @@ def merge(base: dict, override: dict) -> dict:
 @dataclass
 class ServeCluster:
     port: int
+    dashboard_url: str
+
+    def actors(self, prefix: str = "SERVE_REPLICA::") -> list:
+        """Alive actors whose name starts with `prefix`, through Ray's state API (pids, resources)."""
+        from ray.util.state import list_actors
+
+        alive = list_actors(address=self.dashboard_url, detail=True, limit=10_000, filters=[("state", "=", "ALIVE")])
+        return [a for a in alive if (a.name or "").startswith(prefix)]
 
     @property
     def base_url(self) -> str:
@@ -78,21 +86,25 @@ class ServeCluster:
         serve.delete(name)
 
 
-def start_cluster(num_cpus: int = 8) -> ServeCluster:
+def start_cluster(num_cpus: int = 16, num_gpus: int = 2) -> ServeCluster:
+    """Logical CPUs and GPUs are scheduling counters: fake GPUs let placement tests run on a CPU machine."""
     import ray
     from ray import serve
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     port = free_port()
-    ray.init(
+    ctx = ray.init(
         address="local",
         num_cpus=num_cpus,
-        include_dashboard=False,
+        num_gpus=num_gpus,
+        include_dashboard=True,  # Ray's state API (actor pids and resources) lives there
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port(),
         log_to_driver=False,
         runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    return ServeCluster(port=port)
+    return ServeCluster(port=port, dashboard_url="http://" + ctx.dashboard_url)
 
 
 def stop_cluster() -> None:
