@@ -183,40 +183,56 @@ class MusicEngine:
 class MusicDeployment:
     """One song renders at a time per replica (the pipeline is not re-entrant); others wait here.
 
-    The render runs on a worker thread so the replica still answers `progress` and `cancel` calls
-    while a song is in flight.
+    The render runs on a worker thread so the replica's event loop keeps streaming progress and
+    noticing cancellations while a song is in flight.
     """
 
     def __init__(self, args: MusicArgs | dict):
         self.engine = MusicEngine(MusicArgs.model_validate(args))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music")
         self._cancel: dict[str, threading.Event] = {}
-        self._progress: dict[str, tuple[int, int]] = {}
 
     async def generate(self, req: MusicRequest, request_id: str | None = None) -> MusicResult:
+        result = None
+        async for kind, payload in self.generate_stream(req, request_id):
+            if kind == "result":
+                result = payload
+        return result
+
+    async def generate_stream(self, req: MusicRequest, request_id: str | None = None):
+        """Yields ("progress", (step, total)) after every diffusion step, then ("result", MusicResult).
+
+        Called with `handle.options(stream=True)`. When the caller cancels (a cancelled job, a
+        dropped client), Serve cancels this generator: the render stops at its next step and the
+        replica is free for the next song.
+        """
         request_id = request_id or secrets.token_hex(8)
         cancel = self._cancel.setdefault(request_id, threading.Event())
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue = asyncio.Queue()
 
         def progress(step: int, total: int) -> None:
-            self._progress[request_id] = (step, total)
+            loop.call_soon_threadsafe(updates.put_nowait, (step, total))
 
+        render = loop.run_in_executor(self._pool, self.engine.generate, req, progress, cancel)
         try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, self.engine.generate, req, progress, cancel)
+            while not render.done():
+                getter = asyncio.ensure_future(updates.get())
+                done, _ = await asyncio.wait({getter, render}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield "progress", getter.result()
+                else:
+                    getter.cancel()
+            while not updates.empty():
+                yield "progress", updates.get_nowait()
+            yield "result", render.result()
+        except (asyncio.CancelledError, GeneratorExit):
+            cancel.set()  # the worker thread stops at the next step
+            raise
         finally:
+            if not render.done():
+                cancel.set()
             self._cancel.pop(request_id, None)
-            self._progress.pop(request_id, None)
-
-    async def cancel(self, request_id: str) -> bool:
-        """Ask a queued or running song to stop at its next step; True if this replica had it."""
-        event = self._cancel.get(request_id)
-        if event is None:
-            return False
-        event.set()
-        return True
-
-    async def progress(self, request_id: str) -> tuple[int, int] | None:
-        return self._progress.get(request_id)
 
     async def recommended(self) -> dict:
         return self.engine.recommended()

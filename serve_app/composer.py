@@ -55,11 +55,22 @@ class Stages:
         }
 
 
+class SongObserver:
+    """Hears a song's progress: the job runner persists it, the sync path ignores it."""
+
+    async def stage(self, name: str) -> None:
+        """Critical-path stages: writing, painting, composing, encoding, uploading."""
+
+    async def progress(self, step: int, total: int) -> None:
+        """Diffusion step `step` of `total` finished."""
+
+
 class SongComposer:
     """Drives the model deployments and the object store for one song at a time (many concurrently)."""
 
     def __init__(self, llm, music, cover, store, *, key_prefix: str = "songs"):
         self.llm, self.music, self.cover, self.store = llm, music, cover, store
+        self.music_stream = music.options(stream=True)
         self.key_prefix = key_prefix.strip("/")
         self._in_flight = 0
 
@@ -67,8 +78,11 @@ class SongComposer:
         base = f"{self.key_prefix}/{song_id}"
         return {"audio": f"{base}/audio.{extension}", "cover": f"{base}/cover.png", "manifest": f"{base}/manifest.json"}
 
-    async def compose(self, body: SongBody, *, song_id: str | None = None) -> dict[str, Any]:
+    async def compose(
+        self, body: SongBody, *, song_id: str | None = None, observer: SongObserver | None = None
+    ) -> dict[str, Any]:
         song_id = song_id or uuid.uuid4().hex
+        observer = observer or SongObserver()
         stages = Stages()
         tasks: list[asyncio.Task] = []
         metrics = song_metrics()
@@ -76,7 +90,7 @@ class SongComposer:
         self._in_flight += 1
         metrics.in_flight.set(self._in_flight)
         try:
-            result = await self._compose(body, song_id, stages, tasks)
+            result = await self._compose(body, song_id, stages, tasks, observer)
             metrics.song_finished("succeeded", mode, stages.spans, result["duration_s"])
             logger.info("song %s finished in %.2fs", song_id, stages.spans["total"][1], extra={"song_id": song_id})
             return result
@@ -87,7 +101,6 @@ class SongComposer:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._cancel_music(song_id)
             await self._remove_partial(song_id)
             if isinstance(exc, SongFailed | asyncio.CancelledError):
                 raise
@@ -96,7 +109,9 @@ class SongComposer:
             self._in_flight -= 1
             metrics.in_flight.set(self._in_flight)
 
-    async def _compose(self, body: SongBody, song_id: str, stages: Stages, tasks: list) -> dict[str, Any]:
+    async def _compose(
+        self, body: SongBody, song_id: str, stages: Stages, tasks: list, observer: SongObserver
+    ) -> dict[str, Any]:
         opts: SongOptions = body
         instrumental = opts.instrumental
 
@@ -106,6 +121,8 @@ class SongComposer:
             return task
 
         # 1. Words: whatever the request did not provide, the LLM writes (concurrently).
+        if isinstance(body, GenerateFromDescription | GenerateWithDescribedLyrics):
+            await observer.stage("writing")
         if isinstance(body, GenerateFromDescription):
             description = body.full_described_song
             tags_t = spawn(self._stage(stages, "tags", self.llm.tags.remote(description, instrumental)))
@@ -121,6 +138,7 @@ class SongComposer:
                 lyrics_t = spawn(self._stage(stages, "lyrics", self.llm.lyrics.remote(body.described_lyrics)))
 
         # 2. Cover art and title/categories need only the tags: start them before the lyrics finish.
+        await observer.stage("painting")
         cover_t = spawn(self._cover_and_upload(stages, song_id, tags))
         meta_t = spawn(self._stage(stages, "meta", self.llm.meta.remote(description, tags)))
 
@@ -143,8 +161,10 @@ class SongComposer:
             audio_format=opts.audio_format,
             vocal_language=guess_language(lyrics) if lyrics else "en",
         )
-        music: MusicResult = await self._stage(stages, "music", self.music.generate.remote(music_req, song_id))
+        await observer.stage("composing")
+        music = await self._music(stages, music_req, song_id, observer)
         keys = self.keys(song_id, music.extension)
+        await observer.stage("uploading")
         t_up = time.time()
         await self.store.put(keys["audio"], music.audio, music.content_type)
         stages.record("upload_audio", t_up, time.time())
@@ -192,12 +212,37 @@ class SongComposer:
         result["timings"] = stages.public()
         return result
 
-    async def _stage(self, stages: Stages, name: str, call: Awaitable) -> Any:
+    async def _music(self, stages: Stages, req: MusicRequest, song_id: str, observer: SongObserver) -> MusicResult:
+        """Stream the render: progress after every step; cancelling this task cancels the render."""
+        sent = time.time()
+        stream = self.music_stream.generate_stream.remote(req, song_id)
+        result: MusicResult | None = None
+        try:
+            async for kind, payload in stream:
+                if kind == "progress":
+                    step, total = payload
+                    await observer.progress(step, total)
+                    if step == total:
+                        await observer.stage("encoding")
+                else:
+                    result = payload
+        except asyncio.CancelledError:
+            stream.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SongFailed("music", _safe(exc)) from exc
+        if result is None:
+            raise SongFailed("music", "the music deployment returned no audio")
+        stages.record("music", result.started_at or sent, result.finished_at or time.time())
+        return result
+
+    async def _stage(self, stages: Stages, name: str, call: Any) -> Any:
         """Await one deployment call; record the interval the deployment itself reported."""
         sent = time.time()
         try:
             out = await call
         except asyncio.CancelledError:
+            call.cancel()  # tell the replica, not just this coroutine
             raise
         except Exception as exc:  # noqa: BLE001 - every stage failure becomes a named, safe error
             raise SongFailed(name, _safe(exc)) from exc
@@ -213,12 +258,6 @@ class SongComposer:
         await self.store.put(self.keys(song_id, "")["cover"], cover.png, "image/png")
         stages.record("upload_cover", t, time.time())
         return cover
-
-    async def _cancel_music(self, song_id: str) -> None:
-        try:
-            await asyncio.wait_for(self.music.cancel.remote(song_id), timeout=5)
-        except Exception:  # noqa: BLE001 - best effort: the replica may be gone
-            pass
 
     async def _remove_partial(self, song_id: str) -> None:
         try:
