@@ -13,6 +13,7 @@ from deployments.config import EngineArgs
 from serve_app.args import AppArgs
 from serve_app.auth import MissingSecret, load_tokens
 from serve_app.ingress import Ingress, IngressConfig
+from serve_app.placeholders import is_placeholder
 
 logger = logging.getLogger("ray.serve")
 
@@ -36,6 +37,24 @@ def _signing_secret(args: AppArgs) -> bytes:
     if args.storage.backend == "local" and not args.auth.generate_dev_token:
         raise MissingSecret(f"{SIGNING_SECRET_ENV} is not set: the local storage backend signs links with it")
     # Dev (or S3, which presigns with its own keys): a per-deployment random secret is enough.
+    return secrets.token_bytes(32)
+
+
+def _sqlite_url(path: str) -> str:
+    p = Path(path).resolve()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{p}"
+
+
+def _webhook_secret(args: AppArgs) -> bytes | None:
+    """Production reads the env var on each replica; dev gets a generated one."""
+    raw = os.environ.get(args.jobs.webhook_secret_env, "")
+    if raw:
+        if is_placeholder(raw) or len(raw) < 32:
+            raise MissingSecret(f"{args.jobs.webhook_secret_env} must be a real secret of at least 32 characters")
+        return None
+    if not args.auth.generate_dev_token:
+        raise MissingSecret(f"{args.jobs.webhook_secret_env} is not set: webhooks are signed with it")
     return secrets.token_bytes(32)
 
 
@@ -72,5 +91,8 @@ def build_app(args: AppArgs) -> Application:
         tokens=tokens,
         song_timeout_s=args.ingress.song_timeout_s,
         health_timeout_s=args.ingress.health_timeout_s,
+        jobs=args.jobs,
+        jobs_default_url=_sqlite_url(args.jobs.sqlite_path),
+        webhook_secret=_webhook_secret(args),
     )
     return Ingress.options(**args.ingress.deployment.serve_options()).bind(llm, music, cover, config)

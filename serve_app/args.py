@@ -120,6 +120,34 @@ class IngressArgs(_Strict):
     health_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per-deployment readiness probe timeout.")
 
 
+class JobsArgs(_Strict):
+    """The durable job queue every song goes through (also the seed's synchronous endpoints)."""
+
+    database_url_env: str = Field(
+        default="JOBS_DATABASE_URL",
+        description="Env var with a SQLAlchemy URL (postgresql+psycopg://... for several nodes); "
+        "it holds a password, so it never goes in YAML.",
+    )
+    sqlite_path: str = Field(
+        default="var/jobs.db", description="Embedded SQLite file used when the env var is unset (one node)."
+    )
+    lease_s: float = Field(default=15.0, ge=2, le=300, description="A running job's lease; renewed every heartbeat.")
+    heartbeat_s: float = Field(default=1.0, gt=0, le=60, description="Lease renewal and cancel check interval.")
+    max_queued: int = Field(default=100, ge=1, le=100_000, description="Queued jobs beyond this get 429.")
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per job before it fails for good.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Songs one ingress replica composes at once.")
+    poll_interval_s: float = Field(default=0.5, gt=0, le=10, description="How often idle workers look for jobs.")
+    drain_timeout_s: float = Field(
+        default=10.0, ge=0, le=3600, description="On shutdown, wait this long for running songs, then hand them back."
+    )
+    webhook_secret_env: str = Field(
+        default="WEBHOOK_SIGNING_SECRET", description="Env var with the webhook HMAC secret (dev generates one)."
+    )
+    allow_private_webhooks: bool = Field(
+        default=False, description="Allow webhook URLs on loopback/private/link-local addresses (dev and tests)."
+    )
+
+
 class AppArgs(_Strict):
     """Arguments of `serve_app.app:build_app`, the only import_path of every config."""
 
@@ -129,6 +157,7 @@ class AppArgs(_Strict):
     storage: StorageArgs = Field(default_factory=StorageArgs, description="Where songs are stored.")
     auth: AuthArgs = Field(default_factory=AuthArgs, description="Bearer-token settings (tokens from env).")
     ingress: IngressArgs = Field(default_factory=IngressArgs, description="The HTTP ingress deployment.")
+    jobs: JobsArgs = Field(default_factory=JobsArgs, description="Durable song jobs.")
 
     @field_validator("llm", "music", "cover", mode="before")
     @classmethod

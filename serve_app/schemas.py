@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 AudioFormat = Literal["wav", "flac", "mp3", "opus"]
 
@@ -112,3 +112,93 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     detail: str | list
     message: str = Field(description="Human-readable summary of what to fix.")
+
+
+# ---------------------------------------------------------------- asynchronous song jobs
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStage = Literal["writing", "painting", "composing", "encoding", "uploading"]
+JobMode = Literal["description", "lyrics", "described_lyrics"]
+MODE_BODIES: dict[str, type[SongOptions]] = {
+    "description": GenerateFromDescription,
+    "lyrics": GenerateWithLyrics,
+    "described_lyrics": GenerateWithDescribedLyrics,
+}
+
+
+class SongCreate(SongOptions):
+    """One body for every mode: a description; tags + lyrics; tags + a lyrics description; or
+    tags alone with `instrumental: true`."""
+
+    full_described_song: str | None = Field(
+        default=None, min_length=1, max_length=MAX_DESCRIPTION_CHARS,
+        description="Description mode: the LLM writes tags, lyrics, title and categories.",
+    )
+    prompt: str | None = Field(
+        default=None, min_length=1, max_length=MAX_PROMPT_CHARS, description="Comma-separated music tags."
+    )
+    lyrics: str | None = Field(
+        default=None, max_length=MAX_LYRICS_CHARS, description="Lyrics mode: your lyrics, sung as written."
+    )
+    described_lyrics: str | None = Field(
+        default=None, min_length=1, max_length=MAX_DESCRIPTION_CHARS,
+        description="Described-lyrics mode: what the LLM should write the lyrics about.",
+    )
+    webhook_url: str | None = Field(
+        default=None, max_length=2048,
+        description="POSTed the job when it ends (signed: X-Songsmith-Signature: t=<unix>,v1=<hmac-sha256>).",
+    )
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SongCreate:
+        has = {k for k in ("full_described_song", "prompt", "lyrics", "described_lyrics") if getattr(self, k)}
+        if self.full_described_song and has != {"full_described_song"}:
+            raise ValueError("full_described_song cannot be combined with prompt, lyrics or described_lyrics")
+        if not self.full_described_song and not self.prompt:
+            raise ValueError("give either full_described_song, or prompt (with lyrics or described_lyrics)")
+        if self.lyrics and self.described_lyrics:
+            raise ValueError("give lyrics or described_lyrics, not both")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return self
+
+    @property
+    def mode(self) -> str:
+        if self.full_described_song:
+            return "description"
+        return "described_lyrics" if self.described_lyrics else "lyrics"
+
+    def song_request(self) -> dict:
+        """The mode's own body (the seed endpoint's fields), as stored in the job."""
+        body = self.model_dump(exclude={"webhook_url"}, exclude_none=True)
+        return MODE_BODIES[self.mode].model_validate(body).model_dump()
+
+
+class JobProgress(BaseModel):
+    step: int | None
+    total: int | None
+
+
+class SongJobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    mode: JobMode
+    stage: JobStage | None = Field(description="What the job is doing now (while running).")
+    progress: JobProgress | None = Field(description="Diffusion step k of n while composing.")
+    queue_position: int | None = Field(default=None, description="1 = next to start (while queued).")
+    attempts: int
+    cancel_requested: bool
+    error: str | None = Field(description="Why the job failed, in words.")
+    result: SongPublic | None = Field(description="The song, with fresh links, once succeeded.")
+    request: dict
+    webhook_url: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+    last_event_seq: int
+
+
+class SongJobList(BaseModel):
+    items: list[SongJobPublic]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next (older) page.")

@@ -46,6 +46,8 @@ def fast_app_args(storage_dir: str, **override) -> dict:
         "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "max_new_tokens_lyrics": 48,
                            "max_new_tokens_tags": 24, "max_new_tokens_meta": 16}},
         "storage": {"local_dir": storage_dir},
+        "jobs": {"sqlite_path": f"{storage_dir}/jobs.db", "allow_private_webhooks": True, "heartbeat_s": 0.5,
+                 "poll_interval_s": 0.2},
         "auth": {"generate_dev_token": False},
     }
     return merge(merge(base, fast), override)

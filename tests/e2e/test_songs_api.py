@@ -78,7 +78,7 @@ def test_health_needs_no_token_and_reports_every_deployment(song_api):
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert set(body["deployments"]) == {"llm", "music", "cover", "storage"}
+    assert set(body["deployments"]) == {"llm", "music", "cover", "storage", "jobs"}
     assert all(d["ready"] for d in body["deployments"].values())
 
 

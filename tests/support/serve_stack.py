@@ -92,6 +92,9 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2) -> ServeCluster:
     from ray import serve
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Replicas inherit the environment the cluster starts with: secrets they read go in first.
+    os.environ.setdefault("STORAGE_SIGNING_SECRET", secrets.token_urlsafe(32))
+    os.environ.setdefault("WEBHOOK_SIGNING_SECRET", secrets.token_urlsafe(32))
     port = free_port()
     ctx = ray.init(
         address="local",

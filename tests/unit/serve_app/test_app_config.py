@@ -18,6 +18,7 @@ GOOD_ENV = {
     "R2_ENDPOINT_URL": "https://0123abcd.r2.cloudflarestorage.com",
     "R2_ACCESS_KEY_ID": "AKREAL" + "1" * 20,
     "R2_SECRET_ACCESS_KEY": "S" * 40,
+    "WEBHOOK_SIGNING_SECRET": "W" * 40,
 }
 
 
@@ -81,6 +82,8 @@ def test_prod_builds_when_every_secret_is_set(monkeypatch):
         ("R2_SECRET_ACCESS_KEY", "your-r2-secret-key", StorageConfigError),
         ("R2_ENDPOINT_URL", "https://your-account-id.r2.cloudflarestorage.com", StorageConfigError),
         ("R2_BUCKET_NAME", "your-bucket-name", StorageConfigError),
+        ("WEBHOOK_SIGNING_SECRET", None, MissingSecret),
+        ("WEBHOOK_SIGNING_SECRET", "changeme", MissingSecret),
     ],
 )
 def test_prod_refuses_missing_or_placeholder_secrets(monkeypatch, name, value, error):

@@ -1,0 +1,93 @@
+"""Engine construction for the two supported backends.
+
+SQLite (``sqlite:///path/jobs.db``): WAL journal, ``synchronous=NORMAL``, a busy timeout, and
+pysqlite's own transaction handling switched off so that *every* write transaction is
+``BEGIN IMMEDIATE``: it takes the database write lock up front, which makes read-then-write
+sequences (claims, idempotent creates) atomic across threads and processes, and avoids WAL's
+``SQLITE_BUSY_SNAPSHOT`` upgrade failures. Read-only transactions use a plain deferred BEGIN
+(WAL readers never block the writer). The file must be on a local disk (WAL needs shared
+memory; no NFS). In-memory databases are refused: each pooled connection would see its own.
+
+PostgreSQL (``postgresql+psycopg://user:pass@host:port/db``): psycopg 3, READ COMMITTED,
+``pool_pre_ping`` so connections killed by a server restart are replaced transparently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+BEGIN_OPTION = "songsmith_sqlite_begin"  # execution option: "IMMEDIATE" (default) | "DEFERRED"
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cur.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get(BEGIN_OPTION, "IMMEDIATE")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN DEFERRED")
+
+
+def is_managed_sqlite(engine: Engine) -> bool:
+    """True for an SQLite engine built by :func:`make_engine` (it emits its own BEGIN)."""
+    return engine.dialect.name == "sqlite" and event.contains(engine, "begin", _sqlite_on_begin)
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    busy_timeout_s: float = 10.0,
+    connect_timeout_s: float = 5.0,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+) -> Engine:
+    """Create the engine for ``url`` (``sqlite:///file`` or ``postgresql+psycopg://...``)."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if u.database in (None, "", ":memory:") or (u.database or "").startswith("file::memory:"):
+            raise ValueError("the job store needs an SQLite *file* (sqlite:///path/jobs.db)")
+        if not u.database.startswith("file:"):
+            # Convenience for the default sqlite:///var/jobs.db; a failure here surfaces as
+            # StoreUnavailable ("unable to open database file") on first use.
+            with contextlib.suppress(OSError):
+                Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            u,
+            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=False,
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql":
+        if u.get_driver_name() not in ("psycopg", "psycopg_async") and u.drivername != "postgresql":
+            raise ValueError("PostgreSQL job stores use psycopg 3: postgresql+psycopg://...")
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        connect_args: dict[str, Any] = {"application_name": "songsmith-jobs"}
+        if "connect_timeout" not in u.query:
+            connect_args["connect_timeout"] = max(2, int(round(connect_timeout_s)))
+        return create_engine(
+            u,
+            connect_args=connect_args,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+    raise ValueError(f"unsupported job store backend {backend!r} (use sqlite or postgresql)")

@@ -1,0 +1,150 @@
+"""Table definitions (SQLAlchemy Core) shared by the store and the migrations.
+
+The migrations in ``migrations/versions`` create exactly these tables; when you change them,
+add a new revision (see ``migrations/__init__.py``) -- ``test_schema_matches_models`` fails
+otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+from .util import as_utc
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+STAGES = ("writing", "composing", "painting", "encoding", "uploading")
+MODES = ("description", "lyrics", "described_lyrics")
+WEBHOOK_STATUSES = ("pending", "delivered", "failed")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# 64-bit on PostgreSQL; SQLite needs exactly INTEGER PRIMARY KEY for its rowid autoincrement.
+BigPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out: ``timestamptz`` on PostgreSQL, naive-UTC sortable text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``) on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def JSONType() -> Any:  # noqa: N802 - reads like a type
+    """JSON (SQL NULL for None): JSONB on PostgreSQL, JSON text on SQLite."""
+    return JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("pk", BigPK, primary_key=True, autoincrement=True),  # FIFO order + list cursor
+    Column("id", String(32), nullable=False, unique=True),
+    Column("owner", String(64), nullable=False),
+    Column("mode", String(32), nullable=False),
+    Column("request", JSONType(), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("stage", String(16), nullable=True),
+    Column("progress_step", Integer, nullable=True),
+    Column("progress_total", Integer, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("result", JSONType(), nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Column("event_seq", Integer, nullable=False, default=0),  # seq of the last event
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("owner", "idempotency_key"),
+    Index(None, "owner", "pk"),
+    Index(None, "status", "pk"),
+    Index(None, "status", "lease_expires_at"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("data", JSONType(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigPK, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", JSONType(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_owner", String(255), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "job_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", BigPK, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("job_id", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,226 @@
+"""Job workers inside each ingress replica: claim queued jobs, compose them, keep their leases.
+
+Every ingress replica runs one `JobRunner`. Jobs live in the shared job store, so a job whose
+replica dies is claimed again by any replica once its lease expires; it reuses the job id as the
+song id (same storage keys) and a seed derived from the job id, so a resumed song overwrites the
+same objects with the same audio instead of storing a second set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+from serve_app.composer import SongComposer, SongFailed, SongObserver
+from serve_app.jobs import Job, JobStore, Lease, StoreUnavailable
+from serve_app.schemas import MODE_BODIES
+
+logger = logging.getLogger("ray.serve")
+
+MAX_SEED = 2**31 - 1
+# Failures of the machinery (a replica process died, Serve is replacing it) are worth a retry;
+# an engine's own error (bad input, out of memory) is not.
+RETRYABLE = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "ActorUnschedulableError",
+             "DeploymentUnavailableError", "BackPressureError", "StorageError")
+
+
+def job_seed(job: Job) -> int:
+    """A fixed seed per job when the caller asked for a random one, so retries reproduce the song."""
+    seed = job.request.get("seed", -1)
+    return int(seed) if seed is not None and seed >= 0 else int(job.id[:8], 16) % MAX_SEED
+
+
+def song_body(job: Job):
+    body = MODE_BODIES[job.mode].model_validate(job.request)
+    return body.model_copy(update={"seed": job_seed(job)})
+
+
+@dataclass
+class RunnerSettings:
+    concurrency: int = 4
+    poll_interval_s: float = 0.5
+    heartbeat_s: float = 1.0
+    drain_timeout_s: float = 10.0
+
+
+class _StoreObserver(SongObserver):
+    """Persists stage and progress; a lost lease stops the song (another worker owns it now)."""
+
+    def __init__(self, runner: JobRunner, job_id: str):
+        self.runner, self.job_id = runner, job_id
+
+    async def stage(self, name: str) -> None:
+        await self.runner._write(self.runner.store.set_stage, self.job_id, name)
+
+    async def progress(self, step: int, total: int) -> None:
+        await self.runner._write(self.runner.store.set_progress, self.job_id, step, total)
+
+
+class JobRunner:
+    def __init__(self, store: JobStore, composer: SongComposer, settings: RunnerSettings, *, worker_id: str = ""):
+        self.store, self.composer, self.settings = store, composer, settings
+        self.worker_id = worker_id or f"ingress-{secrets.token_hex(6)}"
+        self._running: dict[str, asyncio.Task] = {}
+        self._stop_reason: dict[str, str] = {}
+        self._done: dict[str, asyncio.Event] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task | None = None
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        self._loop_task = asyncio.get_running_loop().create_task(self._claim_loop())
+
+    def wake(self) -> None:
+        """A job was just queued here: claim it now instead of at the next poll."""
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Graceful shutdown: stop claiming, let running songs finish briefly, hand the rest back."""
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=self.settings.drain_timeout_s)
+        for job_id, task in list(self._running.items()):
+            self._stop_reason[job_id] = "shutdown"
+            task.cancel()
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=10)
+        if self._loop_task:
+            self._loop_task.cancel()
+
+    @property
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    # -- waiting for a job (the seed's synchronous endpoints) --
+
+    async def wait(self, job_id: str, timeout_s: float) -> Job:
+        """Until the job is terminal: woken at once when it ran here, else by polling the store."""
+        event = self._done.setdefault(job_id, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while True:
+                job = await asyncio.to_thread(self.store.get, job_id)
+                if job is None or job.terminal:
+                    return job
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise asyncio.TimeoutError
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=min(self.settings.poll_interval_s, remaining))
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            if job_id not in self._running:
+                self._done.pop(job_id, None)
+
+    def cancel_local(self, job_id: str) -> bool:
+        """Stop a job running on this replica at once (the store already records the request)."""
+        task = self._running.get(job_id)
+        if task is None:
+            return False
+        self._stop_reason[job_id] = "cancel"
+        task.cancel()
+        return True
+
+    # -- internals --
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                if len(self._running) < self.settings.concurrency:
+                    job = await asyncio.to_thread(self.store.claim, self.worker_id)
+                    if job is not None:
+                        self._running[job.id] = asyncio.get_running_loop().create_task(self._run(job))
+                        continue
+            except StoreUnavailable as exc:
+                logger.warning("job store unavailable, will retry: %s", exc)
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                logger.exception("job claim loop error")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _run(self, job: Job) -> None:
+        task = asyncio.current_task()
+        hb = asyncio.get_running_loop().create_task(self._heartbeat(job.id, task))
+        extra = {"job_id": job.id}
+        logger.info("job %s started (attempt %d)", job.id, job.attempts, extra=extra)
+        try:
+            result = await self.composer.compose(song_body(job), song_id=job.id, observer=_StoreObserver(self, job.id))
+            await self._finish(job.id, status="succeeded", result=result)
+        except asyncio.CancelledError:
+            reason = self._stop_reason.get(job.id, "shutdown")
+            if reason == "cancel":
+                await self._finish(job.id, status="cancelled", error="cancelled by the client")
+            elif reason == "shutdown":
+                await asyncio.to_thread(self.store.release, job.id, self.worker_id)
+                logger.info("job %s handed back to the queue (replica stopping)", job.id, extra=extra)
+            # "lost": another worker owns the job now; write nothing.
+        except SongFailed as exc:
+            if _retryable(exc) and job.attempts < self.store.max_attempts:
+                logger.warning("job %s: %s; retrying", job.id, exc, extra=extra)
+                await asyncio.to_thread(self.store.release_for_retry, job.id, self.worker_id, str(exc))
+                self.wake()
+            else:
+                await self._finish(job.id, status="failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("job %s crashed", job.id, extra=extra)
+            await self._finish(job.id, status="failed", error=f"internal error: {type(exc).__name__}")
+        finally:
+            hb.cancel()
+            self._running.pop(job.id, None)
+            self._stop_reason.pop(job.id, None)
+            if (event := self._done.get(job.id)) is not None:
+                event.set()
+            self.wake()
+
+    async def _finish(self, job_id: str, **kw) -> None:
+        for attempt in range(5):
+            try:
+                await asyncio.to_thread(self.store.finish, job_id, self.worker_id, **kw)
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(0.5 * 2**attempt)
+        logger.error("job %s: could not record its end; its lease will expire and it will be retried", job_id)
+
+    async def _write(self, method, job_id: str, *args) -> None:
+        try:
+            held = await asyncio.to_thread(method, job_id, self.worker_id, *args)
+        except StoreUnavailable:
+            return  # progress is best effort; the heartbeat decides whether we still own the job
+        if not held:
+            self._lost(job_id)
+
+    def _lost(self, job_id: str) -> None:
+        task = self._running.get(job_id)
+        if task is not None and job_id not in self._stop_reason:
+            self._stop_reason[job_id] = "lost"
+            task.cancel()
+
+    async def _heartbeat(self, job_id: str, task: asyncio.Task) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                lease = await asyncio.to_thread(self.store.heartbeat, job_id, self.worker_id)
+            except StoreUnavailable:
+                continue
+            if lease is Lease.CANCEL_REQUESTED:
+                self._stop_reason.setdefault(job_id, "cancel")
+                task.cancel()
+                return
+            if lease is Lease.LOST:
+                self._lost(job_id)
+                return
+
+
+def _retryable(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(name in text for name in RETRYABLE)
