@@ -391,6 +391,7 @@ def explain(r: Result, cache: Path, config: str, app: str) -> str:
 def report(results: list[Result], cache: Path, config: str, app: str) -> int:
     print(f"HF cache: {cache}")
     print_table(results)
+    sys.stdout.flush()
     bad = [r for r in results if r.status != "ok"]
     for r in bad:
         print(f"error: {explain(r, cache, config, app)}", file=sys.stderr)
@@ -430,12 +431,38 @@ def download_one(spec: ModelSpec, cache: Path, max_workers: int) -> Path:
     return Path(path)
 
 
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def probe_hub(endpoint: str, timeout: float = 10.0) -> str | None:
+    """None if a TCP connection to the hub opens, else why not: fail in seconds, not after retries.
+
+    Skipped behind an HTTP(S) proxy, where only the proxy can tell.
+    """
+    proxies = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(v) for v in proxies):
+        return None
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return f"HF_ENDPOINT={endpoint!r} is not a URL"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def _download_error(spec: ModelSpec, exc: Exception) -> str:
     try:
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
     except ImportError:  # pragma: no cover - very old huggingface_hub
         GatedRepoError = RepositoryNotFoundError = ()  # type: ignore[assignment]
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    endpoint = hub_endpoint()
     if isinstance(exc, GatedRepoError):
         return (
             f"{spec.model} is gated: accept its license at {endpoint}/{spec.model} and put an HF_TOKEN "
@@ -466,15 +493,26 @@ def cmd_download(specs: list[ModelSpec], cache: Path, config: str, app: str, max
                 file=sys.stderr,
             )
             return EXIT_ERROR
+        endpoint = hub_endpoint()
+        unreachable = probe_hub(endpoint)
+        if unreachable:
+            print(
+                f"error: cannot reach the Hugging Face hub at {endpoint} ({unreachable}); nothing was fetched. "
+                "Run the download on a machine with network access (or fix HF_ENDPOINT / the proxy settings), "
+                "or mount a cache volume that already holds the weights",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
         cache.mkdir(parents=True, exist_ok=True)
         failed = False
         for s in hub:
-            print(f"{s.role}: downloading {s.model}{f' ({s.variant} weights)' if s.variant else ''} into {cache}")
+            what = f"{s.model} ({s.variant} weights)" if s.variant else s.model
+            print(f"{s.role}: downloading {what} into {cache}", flush=True)
             try:
                 download_one(s, cache, max_workers)
             except Exception as exc:
                 failed = True
-                print(f"error: {_download_error(s, exc)}", file=sys.stderr)
+                print(f"error: {_download_error(s, exc)}", file=sys.stderr, flush=True)
         if failed:
             cmd_verify(specs, cache, config, app)
             return EXIT_ERROR

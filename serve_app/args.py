@@ -143,6 +143,10 @@ class JobsArgs(_Strict):
     webhook_secret_env: str = Field(
         default="WEBHOOK_SIGNING_SECRET", description="Env var with the webhook HMAC secret (dev generates one)."
     )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50, description="Webhook tries before giving up.")
+    webhook_backoff_base_s: float = Field(
+        default=10.0, gt=0, le=3600, description="First webhook retry delay; doubles each try (capped at 1 h)."
+    )
     allow_private_webhooks: bool = Field(
         default=False, description="Allow webhook URLs on loopback/private/link-local addresses (dev and tests)."
     )

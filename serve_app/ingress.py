@@ -51,6 +51,8 @@ class Ingress:
             lease_s=jobs_cfg.lease_s,
             max_queued=jobs_cfg.max_queued,
             max_attempts=jobs_cfg.max_attempts,
+            webhook_max_attempts=jobs_cfg.webhook_max_attempts,
+            webhook_backoff_base_s=jobs_cfg.webhook_backoff_base_s,
         )
         composer = SongComposer(llm, music, cover, self.store, key_prefix=config.storage.key_prefix)
         self.runner = JobRunner(

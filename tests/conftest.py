@@ -31,6 +31,12 @@ def api_token() -> str:
 
 
 @pytest.fixture(scope="session")
+def other_token() -> str:
+    """A second valid token: another user, who must not see the first one's jobs."""
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
 def serve_cluster(kits):
     cluster = start_cluster()
     try:
@@ -47,15 +53,16 @@ def fast_app_args(storage_dir: str, **override) -> dict:
                            "max_new_tokens_tags": 24, "max_new_tokens_meta": 16}},
         "storage": {"local_dir": storage_dir},
         "jobs": {"sqlite_path": f"{storage_dir}/jobs.db", "allow_private_webhooks": True, "heartbeat_s": 0.5,
-                 "poll_interval_s": 0.2},
+                 "poll_interval_s": 0.2, "max_queued": 8, "webhook_backoff_base_s": 0.5},
         "auth": {"generate_dev_token": False},
     }
     return merge(merge(base, fast), override)
 
 
 @pytest.fixture(scope="session")
-def song_api(serve_cluster, api_token, tmp_path_factory) -> dict:
-    """The dev app (local storage) deployed on the session cluster; returns base URL, token, storage dir."""
+def song_api(serve_cluster, api_token, other_token, tmp_path_factory) -> dict:
+    """The dev app (local storage) deployed on the session cluster; returns base URL, tokens, storage dir."""
     storage_dir = str(tmp_path_factory.mktemp("storage"))
-    base = serve_cluster.deploy(fast_app_args(storage_dir), name="songsmith", route_prefix="/", token=api_token)
-    return {"base_url": base, "token": api_token, "storage_dir": storage_dir}
+    base = serve_cluster.deploy(fast_app_args(storage_dir), name="songsmith", route_prefix="/",
+                                token=f"{api_token},{other_token}")
+    return {"base_url": base, "token": api_token, "other_token": other_token, "storage_dir": storage_dir}
