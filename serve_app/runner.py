@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -61,7 +62,8 @@ class _StoreObserver(SongObserver):
 class JobRunner:
     def __init__(self, store: JobStore, composer: SongComposer, settings: RunnerSettings, *, worker_id: str = ""):
         self.store, self.composer, self.settings = store, composer, settings
-        self.worker_id = worker_id or f"ingress-{secrets.token_hex(6)}"
+        # The pid lets operators (and the fault tests) tie a lease to an OS process.
+        self.worker_id = worker_id or f"ingress-{os.getpid()}-{secrets.token_hex(4)}"
         self._running: dict[str, asyncio.Task] = {}
         self._stop_reason: dict[str, str] = {}
         self._done: dict[str, asyncio.Event] = {}
