@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from serve_app.auth import TokenDigests, bearer_from_header, digest
 from serve_app.jobs import IdempotencyConflict, InvalidCursor, Job, JobStore, QueueFull, StoreUnavailable
+from serve_app.limits import install_guards
 from serve_app.netguard import check_webhook_url
 from serve_app.runner import JobRunner
 from serve_app.schemas import (
@@ -56,6 +57,8 @@ class Services:
     song_timeout_s: float
     health_timeout_s: float
     allow_private_webhooks: bool
+    max_body_bytes: int
+    rate_limit: Any  # RateLimitArgs
 
 
 def services(request: Request) -> Services:
@@ -165,6 +168,7 @@ def create_api(svc: Services) -> FastAPI:
         "All endpoints except /health need `Authorization: Bearer <token>`.",
     )
     api.state.services = svc
+    install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -109,6 +109,12 @@ class AuthArgs(_Strict):
     )
 
 
+class RateLimitArgs(_Strict):
+    enabled: bool = Field(default=True, description="Per-token token bucket on authenticated endpoints.")
+    requests_per_minute: float = Field(default=120.0, gt=0, le=1e6, description="Sustained rate per token.")
+    burst: int = Field(default=30, ge=1, le=100_000, description="Requests a token may make at once.")
+
+
 class IngressArgs(_Strict):
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(max_ongoing_requests=256, num_cpus=0.5),
@@ -118,6 +124,10 @@ class IngressArgs(_Strict):
         default=1800.0, gt=0, le=3 * 3600, description="A song that takes longer than this fails with 504."
     )
     health_timeout_s: float = Field(default=5.0, gt=0, le=60, description="Per-deployment readiness probe timeout.")
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Larger request bodies get 413 before parsing."
+    )
+    rate_limit: RateLimitArgs = Field(default_factory=RateLimitArgs, description="Per-token request rate limit.")
 
 
 class JobsArgs(_Strict):

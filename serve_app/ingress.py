@@ -12,7 +12,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.api import Services, create_api
-from serve_app.args import JobsArgs
+from serve_app.args import JobsArgs, RateLimitArgs
 from serve_app.auth import TokenDigests
 from serve_app.composer import SongComposer
 from serve_app.jobs import JobStore
@@ -36,6 +36,8 @@ class IngressConfig:
     jobs: JobsArgs
     jobs_default_url: str  # the embedded SQLite file; the env var named in `jobs` wins
     webhook_secret: bytes | None  # dev only; production reads jobs.webhook_secret_env
+    max_body_bytes: int
+    rate_limit: RateLimitArgs
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=256)
@@ -85,6 +87,8 @@ class Ingress:
             song_timeout_s=config.song_timeout_s,
             health_timeout_s=config.health_timeout_s,
             allow_private_webhooks=jobs_cfg.allow_private_webhooks,
+            max_body_bytes=config.max_body_bytes,
+            rate_limit=config.rate_limit,
         )
         self.runner.start()
         self.webhooks.start()

@@ -55,6 +55,8 @@ def fast_app_args(storage_dir: str, **override) -> dict:
         "jobs": {"sqlite_path": f"{storage_dir}/jobs.db", "allow_private_webhooks": True, "heartbeat_s": 0.5,
                  "poll_interval_s": 0.2, "max_queued": 8, "webhook_backoff_base_s": 0.5},
         "auth": {"generate_dev_token": False},
+        # Tests submit bursts on purpose; the rate limit has its own tests.
+        "ingress": {"rate_limit": {"requests_per_minute": 60000, "burst": 1000}},
     }
     return merge(merge(base, fast), override)
 

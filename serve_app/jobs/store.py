@@ -521,6 +521,33 @@ class JobStore:
             self._append_event(conn, job_id, seq, "status", {"status": "queued", "released": True}, now)
             return True
 
+    def release_for_retry(self, job_id: str, worker_id: str, error: str | None = None) -> bool:
+        """Requeue after a retryable failure (lease holder only); False if not the holder.
+
+        Unlike :meth:`release`, the attempt counts (``attempts`` is kept, so callers can bound
+        retries with ``attempts < max_attempts``). The job keeps its place at the front of the
+        queue; ``error`` goes into the "status" event (``{"status": "queued", "retry": true,
+        "error": ...}``), not into ``Job.error``. A pending cancel makes it cancelled instead.
+        """
+        with self._tx() as conn:
+            now = self._now()
+            row = conn.execute(self._lock(select(jobs).where(self._holder(job_id, worker_id)))
+                               ).mappings().first()
+            if row is None:
+                return False
+            if row["cancel_requested"]:
+                return self._terminal(conn, jobs.c.pk == row["pk"], "cancelled", now) is not None
+            seq = conn.execute(update(jobs).where(jobs.c.pk == row["pk"]).values(
+                status="queued", lease_owner=None, lease_expires_at=None, stage=None,
+                progress_step=None, progress_total=None, event_seq=jobs.c.event_seq + 1,
+                updated_at=now,
+            ).returning(jobs.c.event_seq)).scalar_one()
+            data: dict[str, Any] = {"status": "queued", "retry": True}
+            if error is not None:
+                data["error"] = _trunc(error)
+            self._append_event(conn, job_id, seq, "status", data, now)
+            return True
+
     # -- owner actions ------------------------------------------------------------------------
 
     def request_cancel(self, job_id: str, owner: str) -> Job | None:

@@ -379,6 +379,26 @@ def test_release_returns_job_to_the_front_of_the_queue(store: JobStore) -> None:
     assert again.id == first.id and again.attempts == 1
 
 
+def test_release_for_retry_counts_the_attempt(store: JobStore) -> None:
+    job = store.create(ALICE, "lyrics", {"n": 1})[0]
+    later = store.create(ALICE, "lyrics", {"n": 2})[0]
+    assert store.claim("w1").attempts == 1
+    assert store.set_stage(job.id, "w1", "composing")
+    assert not store.release_for_retry(job.id, "w2", "CUDA OOM")  # not the holder
+    assert store.release_for_retry(job.id, "w1", "CUDA OOM")
+    back = store.get(job.id)
+    assert back.status == "queued" and back.attempts == 1 and back.lease_owner is None
+    assert back.stage is None and back.error is None
+    assert store.queue_position(job.id) == 1 and store.queue_position(later.id) == 2
+    assert _types(store, job.id)[-1][1:] == (
+        "status", {"status": "queued", "retry": True, "error": "CUDA OOM"})
+    again = store.claim("w2")
+    assert again.id == job.id and again.attempts == 2
+    store.request_cancel(job.id, ALICE)
+    assert store.release_for_retry(job.id, "w2", "again")  # pending cancel wins
+    assert store.get(job.id).status == "cancelled"
+
+
 # -- cancel ---------------------------------------------------------------------------------
 
 

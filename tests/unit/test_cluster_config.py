@@ -221,20 +221,34 @@ def _broken_copy(tmp_path: Path, old: str, new: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "what"),
+    ("old", "new", "error"),
     [
-        ('{"CPU": 4, "GPU": 1, "accelerator_type:L40S": 1}', '{"CPU": 4, "GPU": 0.5, "accelerator_type:L40S": 1}',
-         "fractional node resource"),
-        ("    min_workers: 1\n    max_workers: 4\n", "    min_workers: 1\n    max_worker: 4\n", "typo'd node key"),
-        ("max_workers: 8 ", "max_worker: 8 ", "typo'd top-level key"),
-        ("    min_workers: 0\n", "    min_workers: 0\n    idle_timeout: 60\n", "unknown node type field"),
+        pytest.param(
+            '{"CPU": 4, "GPU": 1, "accelerator_type:L40S": 1}',
+            '{"CPU": 4, "GPU": 0.5, "accelerator_type:L40S": 1}',
+            "0.5 is not of type 'integer'",
+            id="fractional-node-resource",
+        ),
+        pytest.param(
+            "    min_workers: 1\n    max_workers: 4\n",
+            "    min_workers: 1\n    max_worker: 4\n",
+            "'max_worker' was unexpected",
+            id="typo-in-node-type",
+        ),
+        pytest.param("max_workers: 8 ", "max_worker: 8 ", "'max_worker' was unexpected", id="typo-top-level"),
+        pytest.param(
+            "    min_workers: 0\n",
+            "    min_workers: 0\n    idle_timeout: 60\n",
+            "'idle_timeout' was unexpected",
+            id="unknown-node-type-field",
+        ),
     ],
 )
-def test_ray_rejects_broken_copies(tmp_path, schema, old, new, what):
+def test_ray_rejects_broken_copies(tmp_path, schema, old, new, error):
     broken = _broken_copy(tmp_path, old, new)
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema.ValidationError, match=re.escape(error)):
         jsonschema.Draft7Validator(schema).validate(broken)
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema.ValidationError, match=re.escape(error)):
         ray_validate(broken)
 
 
