@@ -26,8 +26,9 @@ kits: $(STAMP)
 serve: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/serve run configs/dev.yaml
 
+# The S3 and PostgreSQL tests start real servers; a missing binary fails them instead of skipping.
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	REQUIRE_S3_TESTS=1 REQUIRE_PG_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not serve"

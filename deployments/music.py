@@ -28,6 +28,10 @@ class SongCancelled(Exception):
     """Raised between diffusion steps when the caller cancelled the song."""
 
 
+class EngineError(RuntimeError):
+    """The model could not render this song (e.g. out of memory); the replica stays usable."""
+
+
 @dataclass
 class MusicRequest:
     tags: str
@@ -136,19 +140,15 @@ class MusicEngine:
 
         started = time.time()
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = self.pipe(
-                prompt=req.tags,
-                lyrics=lyrics,
-                audio_duration=float(req.duration_s),
-                vocal_language=req.vocal_language,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                shift=self.args.shift,
-                generator=seed_generator(self.runtime.device, seed),
-                output_type="np",
-                callback_on_step_end=on_step_end,
-            )
+        try:
+            out = self._render(req, lyrics, steps, guidance, seed, on_step_end)
+        except torch.OutOfMemoryError:
+            if self.runtime.device.type == "cuda":
+                torch.cuda.empty_cache()  # leave the replica able to serve the next song
+            raise EngineError(
+                f"out of GPU memory rendering {req.duration_s:g} s at {steps} steps; "
+                "try a shorter audio_duration or fewer infer_step"
+            ) from None
         audio = out.audios[0]
         # The pipeline renders whole latent frames (ceil); trim to exactly the requested length.
         want = int(round(req.duration_s * self.sample_rate))
@@ -177,6 +177,28 @@ class MusicEngine:
             model_s=model_s,
             encode_s=encode_s,
         )
+
+
+    def _render(self, req: MusicRequest, lyrics: str, steps: int, guidance: float, seed: int, on_step_end):
+        import torch
+
+        from deployments.faults import maybe_oom
+        from deployments.runtime import seed_generator
+
+        maybe_oom("music", req.tags)
+        with torch.inference_mode():
+            return self.pipe(
+                prompt=req.tags,
+                lyrics=lyrics,
+                audio_duration=float(req.duration_s),
+                vocal_language=req.vocal_language,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                shift=self.args.shift,
+                generator=seed_generator(self.runtime.device, seed),
+                output_type="np",
+                callback_on_step_end=on_step_end,
+            )
 
 
 @serve.deployment(name="Music", max_ongoing_requests=4)

@@ -28,7 +28,6 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -356,7 +355,8 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-def print_table(results: list[Result], out=sys.stdout) -> None:
+def print_table(results: list[Result], out=None) -> None:
+    out = out or sys.stdout
     rows = [("ROLE", "MODEL", "STATUS", "SIZE", "PATH")]
     for r in results:
         status = ("local " if r.spec.local else "") + r.status

@@ -145,6 +145,9 @@ class JobsArgs(_Strict):
     heartbeat_s: float = Field(default=1.0, gt=0, le=60, description="Lease renewal and cancel check interval.")
     max_queued: int = Field(default=100, ge=1, le=100_000, description="Queued jobs beyond this get 429.")
     max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per job before it fails for good.")
+    retry_base_s: float = Field(
+        default=2.0, ge=0, le=60, description="Delay before a job's 2nd try after a transient fault; doubles."
+    )
     concurrency: int = Field(default=4, ge=1, le=256, description="Songs one ingress replica composes at once.")
     poll_interval_s: float = Field(default=0.5, gt=0, le=10, description="How often idle workers look for jobs.")
     drain_timeout_s: float = Field(

@@ -1,11 +1,14 @@
 """One song, start to finish: every step starts as soon as its inputs exist.
 
-    description ─┬─ tags ───┬─ music ── upload audio ─┐
-                 └─ lyrics ─┘                         ├─ manifest
-                    tags ───┬─ cover ── upload cover ─┤
-                            └─ title + categories ────┘
+    description ─┬─ tags ───┬─ music ────────┬─ upload audio ─┐
+                 └─ lyrics ─┘                │               ├─ manifest
+                    tags ───┬─ cover ────────┴─ upload cover ─┤
+                            └─ title + categories ────────────┘
 
 A song's latency is its critical path (LLM, then music, then one upload), not the sum of steps.
+Nothing is stored until the music exists: audio and cover upload together at the end, so a song
+that fails or is cancelled earlier leaves no objects behind, and the manifest goes last (a song
+with a manifest is complete).
 """
 
 from __future__ import annotations
@@ -31,11 +34,40 @@ SongBody = GenerateFromDescription | GenerateWithLyrics | GenerateWithDescribedL
 
 
 class SongFailed(RuntimeError):
-    """A stage failed; the message names the stage and is safe to show to the caller."""
+    """A stage failed; the message names the stage and is safe to show to the caller.
 
-    def __init__(self, stage: str, message: str):
+    `retryable` marks failures of the machinery (a replica process died, storage unreachable)
+    that another attempt can get past; an engine's own error (bad input, out of memory) is final.
+    """
+
+    def __init__(self, stage: str, message: str, *, retryable: bool = False):
         super().__init__(f"{stage} failed: {message}")
         self.stage = stage
+        self.retryable = retryable
+
+    @classmethod
+    def wrap(cls, stage: str, exc: BaseException) -> SongFailed:
+        return cls(stage, _safe(exc), retryable=_transient(exc))
+
+
+def _transient(exc: BaseException) -> bool:
+    from ray import exceptions as rx
+    from ray.serve import exceptions as sx
+
+    from serve_app.storage import StorageError
+
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, rx.RayActorError | rx.ActorUnavailableError | rx.ActorUnschedulableError
+                      | rx.NodeDiedError | rx.ObjectLostError | sx.BackPressureError):
+            return True
+        if type(exc).__name__ == "DeploymentUnavailableError":
+            return True
+        if isinstance(exc, StorageError) and getattr(exc, "code", "") in ("unreachable", "io", "error"):
+            return True
+        exc = getattr(exc, "cause", None) or exc.__cause__
+        seen += 1
+    return False
 
 
 @dataclass
@@ -104,7 +136,7 @@ class SongComposer:
             await self._remove_partial(song_id)
             if isinstance(exc, SongFailed | asyncio.CancelledError):
                 raise
-            raise SongFailed("song", _safe(exc)) from exc
+            raise SongFailed.wrap("song", exc) from exc
         finally:
             self._in_flight -= 1
             metrics.in_flight.set(self._in_flight)
@@ -139,7 +171,8 @@ class SongComposer:
 
         # 2. Cover art and title/categories need only the tags: start them before the lyrics finish.
         await observer.stage("painting")
-        cover_t = spawn(self._cover_and_upload(stages, song_id, tags))
+        cover_t = spawn(self._stage(stages, "cover", self.cover.generate.remote(
+            CoverRequest(prompt=cover_prompt(", ".join(tags[:8]))))))
         meta_t = spawn(self._stage(stages, "meta", self.llm.meta.remote(description, tags)))
 
         if instrumental:
@@ -164,12 +197,12 @@ class SongComposer:
         await observer.stage("composing")
         music = await self._music(stages, music_req, song_id, observer)
         keys = self.keys(song_id, music.extension)
-        await observer.stage("uploading")
-        t_up = time.time()
-        await self.store.put(keys["audio"], music.audio, music.content_type)
-        stages.record("upload_audio", t_up, time.time())
-
         cover: CoverResult = await cover_t
+        await observer.stage("uploading")
+        await asyncio.gather(
+            self._upload(stages, "upload_audio", keys["audio"], music.audio, music.content_type),
+            self._upload(stages, "upload_cover", keys["cover"], cover.png, "image/png"),
+        )
         meta: Written = await meta_t
 
         result = {
@@ -204,10 +237,9 @@ class SongComposer:
                       "width": cover.width, "height": cover.height},
             "result": result,
         }
-        t_m = time.time()
         manifest["timings"] = stages.public()
-        await self.store.put(keys["manifest"], json.dumps(manifest, indent=2).encode(), "application/json")
-        stages.record("upload_manifest", t_m, time.time())
+        await self._upload(stages, "upload_manifest", keys["manifest"], json.dumps(manifest, indent=2).encode(),
+                           "application/json")
         stages.record("total", stages.t0, time.time())
         result["timings"] = stages.public()
         return result
@@ -230,7 +262,7 @@ class SongComposer:
             stream.cancel()
             raise
         except Exception as exc:  # noqa: BLE001
-            raise SongFailed("music", _safe(exc)) from exc
+            raise SongFailed.wrap("music", exc) from exc
         if result is None:
             raise SongFailed("music", "the music deployment returned no audio")
         stages.record("music", result.started_at or sent, result.finished_at or time.time())
@@ -245,19 +277,19 @@ class SongComposer:
             call.cancel()  # tell the replica, not just this coroutine
             raise
         except Exception as exc:  # noqa: BLE001 - every stage failure becomes a named, safe error
-            raise SongFailed(name, _safe(exc)) from exc
+            raise SongFailed.wrap(name, exc) from exc
         started = getattr(out, "started_at", 0.0) or sent
         finished = getattr(out, "finished_at", 0.0) or time.time()
         stages.record(name, started, finished)
         return out
 
-    async def _cover_and_upload(self, stages: Stages, song_id: str, tags: list[str]) -> CoverResult:
-        req = CoverRequest(prompt=cover_prompt(", ".join(tags[:8])))
-        cover: CoverResult = await self._stage(stages, "cover", self.cover.generate.remote(req))
+    async def _upload(self, stages: Stages, name: str, key: str, data: bytes, content_type: str) -> None:
         t = time.time()
-        await self.store.put(self.keys(song_id, "")["cover"], cover.png, "image/png")
-        stages.record("upload_cover", t, time.time())
-        return cover
+        try:
+            await self.store.put(key, data, content_type)
+        except Exception as exc:  # noqa: BLE001
+            raise SongFailed.wrap("upload", exc) from exc
+        stages.record(name, t, time.time())
 
     async def _remove_partial(self, song_id: str) -> None:
         try:
@@ -267,11 +299,19 @@ class SongComposer:
 
 
 def _safe(exc: BaseException) -> str:
-    """An exception's message for callers: type and text, cut short (engine errors hold no secrets)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    name = type(exc).__name__
-    if name in ("RayTaskError", "RayActorError") or text.startswith("ray::"):
+    """An exception's message for callers: the root cause's type and first line, cut short.
+
+    Ray wraps a replica's exception in RayTaskError (with a traceback and ANSI colours); the
+    caller wants the engine's own words, e.g. "EngineError: out of GPU memory ...".
+    """
+    from ray.exceptions import RayTaskError
+
+    for _ in range(5):
         cause = getattr(exc, "cause", None)
-        if cause is not None:
-            return _safe(cause)
-    return f"{name}: {text[:300]}" if text else name
+        if isinstance(exc, RayTaskError) and cause is not None:
+            exc = cause
+        else:
+            break
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__

@@ -65,6 +65,7 @@ class Ingress:
                 poll_interval_s=jobs_cfg.poll_interval_s,
                 heartbeat_s=jobs_cfg.heartbeat_s,
                 drain_timeout_s=jobs_cfg.drain_timeout_s,
+                retry_base_s=jobs_cfg.retry_base_s,
             ),
         )
         webhook_secret = os.environ.get(jobs_cfg.webhook_secret_env, "").encode() or config.webhook_secret

@@ -43,27 +43,35 @@ class BodySizeLimit:
             except ValueError:
                 return await _reply(send, 400, "invalid Content-Length")
         seen = 0
-        started = False
+        started = refused = False
 
         async def guarded_send(message):
             nonlocal started
+            if refused:
+                return  # the 413 went out; whatever the app makes of the aborted body is dropped
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         async def counting_receive():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    # Answer here: frameworks catch errors raised while reading the body (FastAPI
+                    # turns them into "400 error parsing the body"), so raising alone is not enough.
+                    if not started and not refused:
+                        refused = True
+                        await _reply(send, 413, too_big)
                     raise _TooLarge
             return message
 
         try:
             await self.app(scope, counting_receive, guarded_send)
         except _TooLarge:
-            if not started:
+            if not started and not refused:
+                refused = True
                 await _reply(send, 413, too_big)
 
 

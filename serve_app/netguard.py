@@ -10,10 +10,16 @@ from urllib.parse import urlsplit
 
 
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:  # ::ffff:a.b.c.d is the IPv4 address itself
+            return _blocked(ip.ipv4_mapped)
+        # Other IPv6 forms that carry an IPv4 address: 6to4 (2002::/16) and Teredo.
+        if any(v4 is not None and _blocked(v4) for v4 in (ip.sixtofour, *(ip.teredo or ()))):
+            return True
+    # `not is_global` also covers the shared address space 100.64.0.0/10 (carrier-grade NAT, and
+    # cloud metadata such as Alibaba's 100.100.100.200), which `is_private` does not.
+    return (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+            or ip.is_reserved or ip.is_unspecified)
 
 
 async def check_webhook_url(url: str, *, allow_private: bool) -> None:

@@ -21,10 +21,7 @@ from serve_app.schemas import MODE_BODIES
 logger = logging.getLogger("ray.serve")
 
 MAX_SEED = 2**31 - 1
-# Failures of the machinery (a replica process died, Serve is replacing it) are worth a retry;
-# an engine's own error (bad input, out of memory) is not.
-RETRYABLE = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "ActorUnschedulableError",
-             "DeploymentUnavailableError", "BackPressureError", "StorageError")
+MAX_RETRY_DELAY_S = 30.0
 
 
 def job_seed(job: Job) -> int:
@@ -44,6 +41,7 @@ class RunnerSettings:
     poll_interval_s: float = 0.5
     heartbeat_s: float = 1.0
     drain_timeout_s: float = 10.0
+    retry_base_s: float = 2.0
 
 
 class _StoreObserver(SongObserver):
@@ -167,10 +165,8 @@ class JobRunner:
                 logger.info("job %s handed back to the queue (replica stopping)", job.id, extra=extra)
             # "lost": another worker owns the job now; write nothing.
         except SongFailed as exc:
-            if _retryable(exc) and job.attempts < self.store.max_attempts:
-                logger.warning("job %s: %s; retrying", job.id, exc, extra=extra)
-                await asyncio.to_thread(self.store.release_for_retry, job.id, self.worker_id, str(exc))
-                self.wake()
+            if exc.retryable and job.attempts < self.store.max_attempts:
+                await self._retry_later(job, exc)
             else:
                 await self._finish(job.id, status="failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001
@@ -183,6 +179,21 @@ class JobRunner:
             if (event := self._done.get(job.id)) is not None:
                 event.set()
             self.wake()
+
+    async def _retry_later(self, job: Job, exc: SongFailed) -> None:
+        """Back off (holding the lease), then queue the job again; its attempt counts."""
+        delay = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2 ** (job.attempts - 1))
+        logger.warning("job %s: %s; retry %d in %.1fs", job.id, exc, job.attempts + 1, delay,
+                       extra={"job_id": job.id})
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            if self._stop_reason.get(job.id) == "cancel":
+                await self._finish(job.id, status="cancelled", error="cancelled by the client")
+                return
+            if self._stop_reason.get(job.id) == "lost":
+                return
+        await asyncio.to_thread(self.store.release_for_retry, job.id, self.worker_id, str(exc))
 
     async def _finish(self, job_id: str, **kw) -> None:
         for attempt in range(5):
@@ -221,8 +232,3 @@ class JobRunner:
             if lease is Lease.LOST:
                 self._lost(job_id)
                 return
-
-
-def _retryable(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(name in text for name in RETRYABLE)
