@@ -138,7 +138,7 @@ def meta_chat(description: str, tags: list[str]) -> Chat:
         },
         {"role": "user", "content": _META_EXAMPLE_USER},
         {"role": "assistant", "content": _META_EXAMPLE_ANSWER},
-        {"role": "user", "content": f"Song: {', '.join(tags[:8])}. About: {description}"},
+        {"role": "user", "content": (f"Song: {', '.join(tags[:8])}. " if tags else "") + f"About: {description}"},
     ]
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.auth import TokenDigests, bearer_from_header, digest
 from serve_app.jobs import IdempotencyConflict, InvalidCursor, Job, JobStore, QueueFull, StoreUnavailable
@@ -175,6 +176,14 @@ def create_api(svc: Services) -> FastAPI:
         errors = [{k: v for k, v in e.items() if k not in ("input", "ctx")} for e in exc.errors()]
         return JSONResponse(status_code=422, content={"detail": errors, "message": _validation_message(exc)})
 
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Every error body has the ErrorBody shape (`detail` and `message`), e.g. the 422 of a
+        refused webhook_url, the 401s and the router's own 404/405."""
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail, "message": message},
+                            headers=exc.headers)
+
     @api.get("/health", response_model=Health, tags=["service"])
     async def health(svc: Svc) -> JSONResponse:
         """Readiness of every deployment, of storage and of the job store (no auth)."""
@@ -224,7 +233,8 @@ def create_api(svc: Services) -> FastAPI:
         svc: Svc,
         owner: Owner,
         idempotency_key: Annotated[
-            str | None, Header(max_length=200, description="Same key and body: same job; other body: 409.")
+            str | None,
+            Header(min_length=1, max_length=200, description="Same key and body: same job; other body: 409."),
         ] = None,
     ) -> JSONResponse:
         """Queue a song; answers 202 at once with the job and its Location."""

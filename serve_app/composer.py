@@ -1,11 +1,13 @@
 """One song, start to finish: every step starts as soon as its inputs exist.
 
-    description ─┬─ tags ───┬─ music ────────┬─ upload audio ─┐
-                 └─ lyrics ─┘                │               ├─ manifest
-                    tags ───┬─ cover ────────┴─ upload cover ─┤
-                            └─ title + categories ────────────┘
+    description ─┬─ tags ─────┬─ music ────┬─ upload audio ─┐
+                 ├─ lyrics ───┘            │                ├─ manifest
+                 ├─ title + categories ────┼────────────────┤
+                 └─ (tags) ── cover ───────┴─ upload cover ─┘
 
-A song's latency is its critical path (LLM, then music, then one upload), not the sum of steps.
+Tags, lyrics, title and categories are one batched LLM call; with tags and lyrics given (the
+lyrics endpoints), title, categories and cover start at once and run beside the music. A song's
+latency is its critical path (LLM, then music, then the uploads), not the sum of steps.
 Nothing is stored until the music exists: audio and cover upload together at the end, so a song
 that fails or is cancelled earlier leaves no objects behind, and the manifest goes last (a song
 with a manifest is complete).
@@ -161,19 +163,21 @@ class SongComposer:
             lyrics_t = (
                 None if instrumental else spawn(self._stage(stages, "lyrics", self.llm.lyrics.remote(description)))
             )
+            # Title and categories need only the description: they ride in the same LLM batch.
+            meta_t = spawn(self._stage(stages, "meta", self.llm.meta.remote(description, [])))
             tags: list[str] = (await tags_t).tags
         else:
             description = body.prompt if isinstance(body, GenerateWithLyrics) else body.described_lyrics
             tags = normalize_user_tags(body.prompt, instrumental)
+            meta_t = spawn(self._stage(stages, "meta", self.llm.meta.remote(description, tags)))
             lyrics_t = None
             if not instrumental and isinstance(body, GenerateWithDescribedLyrics):
                 lyrics_t = spawn(self._stage(stages, "lyrics", self.llm.lyrics.remote(body.described_lyrics)))
 
-        # 2. Cover art and title/categories need only the tags: start them before the lyrics finish.
+        # 2. Cover art needs only the tags: start it before the lyrics finish.
         await observer.stage("painting")
         cover_t = spawn(self._stage(stages, "cover", self.cover.generate.remote(
             CoverRequest(prompt=cover_prompt(", ".join(tags[:8]))))))
-        meta_t = spawn(self._stage(stages, "meta", self.llm.meta.remote(description, tags)))
 
         if instrumental:
             lyrics = ""

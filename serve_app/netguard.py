@@ -24,14 +24,17 @@ def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 async def check_webhook_url(url: str, *, allow_private: bool) -> None:
     """Raise PermissionError (refused destination) or ValueError (malformed) for a webhook URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)  # raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"webhook_url is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("webhook_url must be an absolute http(s) URL")
-    if parts.username or parts.password:
+    if parts.username is not None or parts.password is not None:
         raise ValueError("webhook_url must not carry credentials")
     if allow_private:
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror:

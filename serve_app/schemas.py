@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AudioFormat = Literal["wav", "flac", "mp3", "opus"]
 
@@ -12,6 +13,12 @@ MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_DESCRIPTION_CHARS = 2000
 MAX_PROMPT_CHARS = 500
 MAX_LYRICS_CHARS = 5000
+TEXT_FIELDS = ("full_described_song", "prompt", "lyrics", "described_lyrics", "webhook_url")
+
+# C0 controls other than tab/newline/carriage return, DEL, and unpaired UTF-16 surrogates (which
+# JSON's \ud800 escapes can smuggle in): they cannot be encoded as UTF-8 or stored by PostgreSQL,
+# so they would fail the request with a 500 (or the job, later) instead of a 422 now.
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 class SongOptions(BaseModel):
@@ -37,6 +44,14 @@ class SongOptions(BaseModel):
     )
     instrumental: bool = Field(default=False, description="No vocals: lyrics are skipped and no vocal tag is used.")
     audio_format: AudioFormat = Field(default="wav", description="wav (16-bit), flac, mp3 or opus (in ogg).")
+
+    @field_validator(*TEXT_FIELDS, check_fields=False)
+    @classmethod
+    def _safe_text(cls, value: str | None) -> str | None:
+        if value is not None and _UNSAFE_CHARS.search(value):
+            raise ValueError("must not contain control characters (other than tab and newline) or unpaired "
+                             "surrogates")
+        return value
 
 
 class GenerateFromDescription(SongOptions):
@@ -145,18 +160,21 @@ class SongCreate(SongOptions):
         description="Described-lyrics mode: what the LLM should write the lyrics about.",
     )
     webhook_url: str | None = Field(
-        default=None, max_length=2048,
+        default=None, min_length=1, max_length=2048,
         description="POSTed the job when it ends (signed: X-Songsmith-Signature: t=<unix>,v1=<hmac-sha256>).",
     )
 
     @model_validator(mode="after")
     def _one_mode(self) -> SongCreate:
-        has = {k for k in ("full_described_song", "prompt", "lyrics", "described_lyrics") if getattr(self, k)}
-        if self.full_described_song and has != {"full_described_song"}:
+        # Presence, not truthiness: `"lyrics": ""` is still a lyrics field (an empty one), and a
+        # field the mode's own body does not have must be refused here, not fail later as a 500.
+        has = {k for k in ("full_described_song", "prompt", "lyrics", "described_lyrics")
+               if getattr(self, k) is not None}
+        if self.full_described_song is not None and has != {"full_described_song"}:
             raise ValueError("full_described_song cannot be combined with prompt, lyrics or described_lyrics")
-        if not self.full_described_song and not self.prompt:
+        if self.full_described_song is None and self.prompt is None:
             raise ValueError("give either full_described_song, or prompt (with lyrics or described_lyrics)")
-        if self.lyrics and self.described_lyrics:
+        if self.lyrics is not None and self.described_lyrics is not None:
             raise ValueError("give lyrics or described_lyrics, not both")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
             raise ValueError("webhook_url must be an http(s) URL")
@@ -164,9 +182,9 @@ class SongCreate(SongOptions):
 
     @property
     def mode(self) -> str:
-        if self.full_described_song:
+        if self.full_described_song is not None:
             return "description"
-        return "described_lyrics" if self.described_lyrics else "lyrics"
+        return "described_lyrics" if self.described_lyrics is not None else "lyrics"
 
     def song_request(self) -> dict:
         """The mode's own body (the seed endpoint's fields), as stored in the job."""

@@ -218,9 +218,21 @@ def test_fan_out_overlaps_stages(client):
     assert r.status_code == 200, r.text
     t = r.json()["timings"]
     assert {"tags", "lyrics", "music", "cover", "meta", "upload_audio", "upload_cover", "total"} <= set(t)
-    assert _overlap(t["tags"], t["lyrics"]), t  # written concurrently (one batched LLM call)
+    # Tags, lyrics, title and categories are written concurrently (one batched LLM call).
+    assert _overlap(t["tags"], t["lyrics"]) and _overlap(t["meta"], t["lyrics"]), t
     assert _overlap(t["cover"], t["music"]), t  # cover art is painted while the music renders
-    assert _overlap(t["meta"], t["music"]), t  # title and categories too
     assert t["music"]["start_s"] >= max(t["tags"]["end_s"], t["lyrics"]["end_s"]) - 0.05
+    assert _overlap(t["upload_audio"], t["upload_cover"]), t  # uploaded together
     stage_sum = sum(t[k]["seconds"] for k in ("tags", "lyrics", "music", "cover", "meta", "upload_audio", "upload_cover"))
     assert t["total"]["seconds"] < 0.9 * stage_sum, t
+
+
+def test_fan_out_with_given_lyrics(client):
+    """With tags and lyrics given, cover art and categories run beside the music from the start."""
+    body = {"prompt": "folk, guitar", "lyrics": "[verse]\n" + "the keeper climbs the stairs\n" * 4,
+            "audio_duration": 60.0, "infer_step": 12}
+    t = client.post("/generate-with-lyrics", json=body).json()["timings"]
+    assert _overlap(t["cover"], t["music"]) and _overlap(t["meta"], t["music"]), t
+    critical = t["music"]["seconds"] + max(t["upload_audio"]["seconds"], t["upload_cover"]["seconds"]) + t[
+        "upload_manifest"]["seconds"]
+    assert t["total"]["seconds"] <= 1.1 * critical, t  # the song costs its critical path, not the sum

@@ -205,6 +205,17 @@ def test_node_types_fit_the_production_configs(cluster):
         assert types[name]["node_config"]["ImageId"].startswith("resolve:ssm:/aws/service/deeplearning/")
 
 
+def test_gpu_types_only_mix_when_deployments_pick_their_gpu(cluster):
+    """With two GPU node types open, the autoscaler may place a replica on either: prod.yaml's
+    shared-GPU replicas (~60 GB together) would then land on a 48 GB L40S unless they ask for H100."""
+    open_types = [t for t in GPU_TYPES if cluster["available_node_types"][t].get("max_workers", 0) > 0]
+    assert open_types, "no GPU node type can start"
+    if len(open_types) > 1:
+        args = yaml.safe_load((REPO / "configs/prod.yaml").read_text())["applications"][0]["args"]
+        for model in ("llm", "music", "cover"):
+            assert args[model]["deployment"].get("accelerator_type"), f"prod.yaml {model} needs accelerator_type"
+
+
 def test_gpu_nodes_get_a_separate_hf_cache_volume(cluster):
     for name in GPU_TYPES:
         devices = cluster["available_node_types"][name]["node_config"]["BlockDeviceMappings"]

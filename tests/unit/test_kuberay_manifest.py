@@ -234,7 +234,12 @@ def test_gpu_workers_and_the_weights_job_share_the_hf_cache(docs, rayservice):
         assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == PVC_NAME, name
     job_cmd = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
     assert "python -m deployments.weights download --config configs/prod.yaml" in job_cmd
-    assert _env(job["spec"]["template"]["spec"]["containers"][0])["HF_HUB_OFFLINE"] == "0"
+    job_container = job["spec"]["template"]["spec"]["containers"][0]
+    assert _env(job_container)["HF_HUB_OFFLINE"] == "0"
+    # Least privilege: the download Job sees HF_TOKEN only, not the app's storage/API secrets.
+    assert "envFrom" not in job_container
+    (token,) = [e for e in job_container["env"] if e["name"] == "HF_TOKEN"]
+    assert token["valueFrom"]["secretKeyRef"] == {"name": SECRET_NAME, "key": "HF_TOKEN", "optional": True}
 
 
 def test_images_are_one_placeholder_to_replace(docs):
