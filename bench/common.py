@@ -58,19 +58,24 @@ def rss_bytes(pids) -> int:
 
 
 def ray_pids() -> list[int]:
-    """This machine's Ray processes (raylet, GCS, workers, replicas) plus this driver."""
-    pids = [os.getpid()]
+    """This driver and every process below it: the local Ray cluster it started (GCS, raylet,
+    dashboard, workers and replicas) and nothing else on the machine."""
+    parent: dict[int, int] = {}
     for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"ray" in cmd and (b"raylet" in cmd or b"gcs_server" in cmd or b"default_worker" in cmd
-                              or b"ServeReplica" in cmd or b"dashboard" in cmd or b"ray::" in cmd):
-            pids.append(int(p.name))
-    return pids
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+                parent[int(p.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        pid = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sorted(tree)
 
 
 def write_result(name: str, data: dict) -> Path:

@@ -375,6 +375,17 @@ def _torch():
     return torch
 
 
+def quiet_libraries() -> None:
+    """No progress bars or dtype-cast chatter from diffusers/transformers in the report."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def count_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -396,24 +407,24 @@ def make_music_modules(cfgs: dict[str, Any], device, dtype, seed: int = 1234) ->
     torch = _torch()
     meta = str(device) == "meta"
     out = {}
+    makers = {
+        "vae": lambda: AutoencoderOobleck(**cfgs["vae"]),
+        "text_encoder": lambda: Qwen3Model(Qwen3Config(**cfgs["text_encoder"])),
+        "transformer": lambda: AceStepTransformer1DModel(**cfgs["transformer"]),
+        "condition_encoder": lambda: AceStepConditionEncoder(**cfgs["condition_encoder"]),
+    }
     with torch.device(device), _quiet_weight_norm():
-        torch.manual_seed(seed)
-        out["vae"] = AutoencoderOobleck(**cfgs["vae"])
-        torch.manual_seed(seed + 1)
-        out["text_encoder"] = Qwen3Model(Qwen3Config(**cfgs["text_encoder"]))
-        torch.manual_seed(seed + 2)
-        out["transformer"] = AceStepTransformer1DModel(**cfgs["transformer"])
-        torch.manual_seed(seed + 3)
-        out["condition_encoder"] = AceStepConditionEncoder(**cfgs["condition_encoder"])
-        if not meta:
-            # The real checkpoint stores VAE-encoded silence here; small noise keeps the timbre
-            # encoder's input non-degenerate (as the kit does).
-            sl = out["condition_encoder"].silence_latent
-            g = torch.Generator(device=sl.device).manual_seed(seed + 4)
-            sl.copy_(0.1 * torch.randn(sl.shape, generator=g, device=sl.device))
-    if not meta:
-        for name, m in out.items():
-            out[name] = m.to(dtype).eval()
+        for i, (name, make) in enumerate(makers.items()):
+            torch.manual_seed(seed + i)
+            m = make()
+            if name == "condition_encoder" and not meta:
+                # The real checkpoint stores VAE-encoded silence here; small noise keeps the timbre
+                # encoder's input non-degenerate (as the kit does).
+                sl = m.silence_latent
+                g = torch.Generator(device=sl.device).manual_seed(seed + 10)
+                sl.copy_(0.1 * torch.randn(sl.shape, generator=g, device=sl.device))
+            # Cast each module as soon as it exists: the full-size DiT alone is 17 GB in float32.
+            out[name] = m if meta else m.to(dtype).eval()
     return out
 
 
@@ -422,19 +433,19 @@ def make_cover_modules(cfgs: dict[str, Any], device, dtype, seed: int = 0) -> di
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch = _torch()
+    makers = {
+        "unet": lambda: UNet2DConditionModel(**cfgs["unet"]),
+        "vae": lambda: AutoencoderKL(**cfgs["vae"]),
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**cfgs["text_encoder"])),
+        "text_encoder_2": lambda: CLIPTextModelWithProjection(CLIPTextConfig(**cfgs["text_encoder_2"])),
+    }
+    meta = str(device) == "meta"
     out = {}
     with torch.device(device):
-        torch.manual_seed(seed)
-        out["unet"] = UNet2DConditionModel(**cfgs["unet"])
-        torch.manual_seed(seed + 1)
-        out["vae"] = AutoencoderKL(**cfgs["vae"])
-        torch.manual_seed(seed + 2)
-        out["text_encoder"] = CLIPTextModel(CLIPTextConfig(**cfgs["text_encoder"]))
-        torch.manual_seed(seed + 3)
-        out["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**cfgs["text_encoder_2"]))
-    if str(device) != "meta":
-        for name, m in out.items():
-            out[name] = m.to(dtype).eval()
+        for i, (name, make) in enumerate(makers.items()):
+            torch.manual_seed(seed + i)
+            m = make()
+            out[name] = m if meta else m.to(dtype).eval()
     return out
 
 
@@ -973,7 +984,7 @@ def bench_cover(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any
 # --------------------------------------------------------------------------- all three resident
 
 
-def run_song_through_engines(llm, music, cover, wl: Workload, gpu: Gpu) -> dict[str, Any]:
+def run_song_through_engines(llm, music, cover, wl: Workload, gpu: Gpu, threads: int | None = None) -> dict[str, Any]:
     """One song in the app's order (serve_app/composer.py), in this process, no Ray:
     tags ∥ lyrics (one batched generate) → music ∥ cover ∥ title+categories.
 
@@ -993,6 +1004,8 @@ def run_song_through_engines(llm, music, cover, wl: Workload, gpu: Gpu) -> dict[
 
     def job(name: str, fn: Callable[[], Any]) -> threading.Thread:
         def target():
+            if threads:  # the engines' num_threads, for these worker threads too
+                _torch().set_num_threads(threads)
             s = time.perf_counter()
             try:
                 fn()
@@ -1052,9 +1065,9 @@ def bench_resident(dirs: dict[str, Any], rt: Runtime, wl: Workload, gpu: Gpu) ->
         # Warm-up: a short song, so the timed one measures steady state.
         short = Workload(llm_new_tokens=8, song_s=min(10.0, wl.song_s), cover_size=wl.cover_size, repeats=1, music_steps=1)
         with _llm_budgets(engines["llm"], 8):
-            run_song_through_engines(engines["llm"], engines["music"], engines["cover"], short, gpu)
+            run_song_through_engines(engines["llm"], engines["music"], engines["cover"], short, gpu, rt.threads)
         gpu.reset_peak()
-        song = run_song_through_engines(engines["llm"], engines["music"], engines["cover"], wl, gpu)
+        song = run_song_through_engines(engines["llm"], engines["music"], engines["cover"], wl, gpu, rt.threads)
         after_run = gpu.snapshot()
     finally:
         engines.clear()
@@ -1454,6 +1467,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         wl = Workload(**{**asdict(wl), **overrides})
     gpu = Gpu(device)
+    quiet_libraries()
     t_start = time.perf_counter()
     info = _device_info(device)
     report: dict[str, Any] = {

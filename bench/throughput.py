@@ -1,0 +1,139 @@
+"""Throughput under load: songs/minute and latency percentiles at concurrency 1, 4, 8 and 16, with
+1 and 2 music replicas; zero errors required; idle and peak RSS of the whole stack.
+
+    .venv/bin/python bench/throughput.py [--duration 60] [--songs-per-level 16]
+
+Songs go through the seed's `/generate-with-lyrics` (tags and lyrics given), so the music
+deployment is the bottleneck being scaled; the LLM (title/categories) is the tiny Qwen2 kit.
+Writes bench/results/throughput.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import secrets
+import sys
+import threading
+import time
+
+from common import machine, pct, ray_pids, rss_bytes, write_result  # noqa: I001
+
+import httpx
+
+LEVELS = (1, 4, 8, 16)
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, period_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.period_s, self.peak, self._halt = period_s, 0, threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            self.peak = max(self.peak, rss_bytes(ray_pids()))
+            self._halt.wait(self.period_s)
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+def app_args(storage_dir: str, music_replicas: int, concurrency: int) -> dict:
+    from tests.support.serve_stack import MODELS, config_args, merge
+
+    return merge(config_args("configs/dev.yaml"), {
+        "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "max_new_tokens_meta": 16},
+                "deployment": {"num_replicas": 1}},
+        "music": {"deployment": {"num_replicas": music_replicas, "max_ongoing_requests": 2}},
+        "storage": {"local_dir": storage_dir},
+        "jobs": {"sqlite_path": f"{storage_dir}/jobs.db", "concurrency": concurrency, "max_queued": 1000},
+        "auth": {"generate_dev_token": False},
+        "ingress": {"rate_limit": {"enabled": False}},
+    })
+
+
+def run_level(base: str, token: str, concurrency: int, songs: int, duration: float) -> dict:
+    body = {"prompt": "rock, guitar", "lyrics": "[verse]\nhold the line\n[chorus]\nall night",
+            "audio_duration": duration}
+    latencies, errors = [], []
+
+    def one(i: int):
+        t0 = time.perf_counter()
+        try:
+            r = httpx.post(base + "/generate-with-lyrics", json={**body, "seed": i}, timeout=900,
+                           headers={"Authorization": f"Bearer {token}"})
+            if r.status_code != 200:
+                errors.append(f"{r.status_code}: {r.text[:120]}")
+                return
+        except httpx.HTTPError as exc:
+            errors.append(repr(exc))
+            return
+        latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(songs)))
+    wall = time.perf_counter() - t0
+    return {"concurrency": concurrency, "songs": songs, "errors": len(errors), "error_samples": errors[:3],
+            "wall_s": wall, "songs_per_min": 60 * len(latencies) / wall,
+            "latency_s": {"p50": pct(latencies, 50), "p95": pct(latencies, 95), "p99": pct(latencies, 99)}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=60.0, help="Seconds of audio per song.")
+    p.add_argument("--songs-per-level", type=int, default=16, help="Songs at each concurrency level (>= level).")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="Music replica counts to test.")
+    args = p.parse_args(argv)
+    import tempfile
+
+    from tests.support.serve_stack import start_cluster, stop_cluster
+
+    token = secrets.token_urlsafe(24)
+    results = []
+    cluster = start_cluster(num_cpus=16, num_gpus=0)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in args.replicas:
+                base = cluster.deploy(app_args(f"{tmp}/r{n}", n, concurrency=max(LEVELS)), name="tput",
+                                      route_prefix="/", token=token, timeout_s=300)
+                run_level(base, token, 1, 1, args.duration)  # warm-up
+                time.sleep(2)
+                idle = rss_bytes(ray_pids())
+                for c in LEVELS:
+                    sampler = RssSampler()
+                    sampler.start()
+                    res = run_level(base, token, c, max(c, args.songs_per_level), args.duration)
+                    res.update(music_replicas=n, idle_rss_gib=idle / 2**30, peak_rss_gib=sampler.stop() / 2**30)
+                    results.append(res)
+                    print(f"replicas={n} c={c:2d}: {res['songs_per_min']:6.1f} songs/min  "
+                          f"p50 {res['latency_s']['p50']:6.2f}s  p95 {res['latency_s']['p95']:6.2f}s  "
+                          f"errors {res['errors']}  peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
+                cluster.delete("tput")
+    finally:
+        stop_cluster()
+    single = next(r["songs_per_min"] for r in results if r["music_replicas"] == 1 and r["concurrency"] == 1)
+    checks = []
+    for r in results:
+        if r["concurrency"] == 16:
+            target = 0.8 * r["music_replicas"] * single
+            r["target_songs_per_min"] = target
+            checks.append(r["errors"] == 0 and r["songs_per_min"] >= target)
+    out = {**machine(), "duration_s": args.duration, "single_song_rate_per_min": single, "levels": results}
+    path = write_result("throughput", out)
+    print("\n| music replicas | concurrency | songs/min | p50 (s) | p95 (s) | p99 (s) | errors | peak RSS (GiB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        lat = r["latency_s"]
+        print(f"| {r['music_replicas']} | {r['concurrency']} | {r['songs_per_min']:.1f} | {lat['p50']:.2f} | "
+              f"{lat['p95']:.2f} | {lat['p99']:.2f} | {r['errors']} | {r['peak_rss_gib']:.2f} |")
+    print(f"\nsingle-song rate: {single:.1f} songs/min; targets at concurrency 16 (0 errors, >= 0.8 x replicas x "
+          f"single rate): {'MET' if all(checks) else 'NOT MET'}")
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
