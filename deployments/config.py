@@ -58,6 +58,13 @@ class LLMArgs(EngineArgs):
         default=1.15, ge=1.0, le=2.0, description="Greedy decoding penalty that keeps small models from looping."
     )
     max_batch_size: int = Field(default=8, ge=1, le=64, description="@serve.batch size for concurrent prompts.")
+    parallel_requests: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="With max_batch_size 1 (CPU): prompts generated side by side on this many threads, "
+        "sharing one copy of the weights. GPUs batch instead and keep 1.",
+    )
     batch_wait_timeout_s: float = Field(
         default=0.01, ge=0.0, le=1.0, description="How long a batch waits to fill before it runs."
     )

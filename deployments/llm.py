@@ -153,12 +153,15 @@ def finish_meta(ans: Answer, description: str, tags: list[str], lyrics: str, mod
 
 @serve.deployment(name="LLM", max_ongoing_requests=32)
 class LLMDeployment:
-    """Concurrent prompts from many songs share one generate() call (@serve.batch)."""
+    """Concurrent prompts share one generate() call (@serve.batch) on GPUs; on CPUs, where every
+    batched row costs compute, they run unbatched on `parallel_requests` threads instead."""
 
     def __init__(self, args: LLMArgs | dict):
         self.args = LLMArgs.model_validate(args)
         self.engine = LLMEngine(self.args)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self._unbatched = self.args.max_batch_size == 1
+        workers = self.args.parallel_requests if self._unbatched else 1
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm")
         self._complete.set_max_batch_size(self.args.max_batch_size)
         self._complete.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
 
@@ -172,7 +175,11 @@ class LLMDeployment:
 
     async def _timed(self, completion: Completion) -> tuple[Answer, float, float]:
         started = time.time()
-        raw = await self._complete(completion)
+        if self._unbatched:
+            loop = asyncio.get_running_loop()
+            [raw] = await loop.run_in_executor(self._pool, self.engine.complete_batch, [completion])
+        else:
+            raw = await self._complete(completion)
         return raw, started, time.time()
 
     async def tags(self, description: str, instrumental: bool = False) -> Written:
