@@ -26,11 +26,11 @@ LEASE_S = 3.0
 def fault_app(serve_cluster, api_token, tmp_path_factory):
     storage = str(tmp_path_factory.mktemp("fault-storage"))
     args = fast_app_args(storage)
-    args["jobs"].update(lease_s=LEASE_S, heartbeat_s=0.5)
+    args["jobs"].update(lease_s=LEASE_S, heartbeat_s=0.5, drain_timeout_s=0.5)
     args["ingress"]["deployment"] = {"num_replicas": 2, "max_ongoing_requests": 64, "num_cpus": 0.25}
     base = serve_cluster.deploy(args, name=APP, route_prefix="/fault", token=api_token)
     try:
-        yield {"base_url": base, "storage": Path(storage), "jobs_db": f"sqlite:///{storage}/jobs.db"}
+        yield {"base_url": base, "storage": Path(storage), "jobs_db": f"sqlite:///{storage}/jobs.db", "args": args}
     finally:
         serve_cluster.delete(APP)
 
@@ -71,3 +71,25 @@ def test_killed_ingress_replica_job_still_succeeds_once(fault_app, serve_cluster
     assert len(list((fault_app["storage"] / "objects" / "songs").iterdir())) == 1
     events = store.events(job_id)
     assert any(e.type == "status" and e.data.get("resumed") for e in events)
+
+
+def test_redeploy_hands_running_jobs_back(fault_app, serve_cluster, api_token):
+    """A rolling update replaces the ingress replicas: their running song goes back to the queue
+    (not silently dropped) and a new replica finishes it."""
+    headers = {"Authorization": f"Bearer {api_token}"}
+    body = {"prompt": "jazz", "lyrics": "[verse]\nall the things", "audio_duration": 60.0, "infer_step": 40}
+    job_id = httpx.post(fault_app["base_url"] + "/v1/songs", json=body, headers=headers, timeout=30).json()["id"]
+    store = JobStore(fault_app["jobs_db"], migrate=False)
+    deadline = time.monotonic() + 60
+    while (job := store.get(job_id)).status != "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    args = {**fault_app["args"], "ingress": {**fault_app["args"]["ingress"], "song_timeout_s": 1799.0}}
+    serve_cluster.deploy(args, name=APP, route_prefix="/fault", token=api_token)  # new ingress version
+    deadline = time.monotonic() + 180
+    while (job := store.get(job_id)).status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job.status == "succeeded", job.error
+    events = store.events(job_id)
+    assert any(e.type == "status" and e.data.get("released") for e in events), [e.data for e in events]
