@@ -54,7 +54,8 @@ def model_source(args: EngineArgs) -> tuple[str, dict]:
 def load_error(args: EngineArgs, exc: Exception) -> ModelNotAvailable:
     """Turn a hub/cache failure into an actionable message (no tokens or URLs with secrets)."""
     hint = (
-        "it is not in the local Hugging Face cache; run `python -m deployments.weights download` on a "
+        "it is not in the local Hugging Face cache; run `python -m deployments.weights download --config "
+        "configs/prod.yaml` on a "
         "machine with network access (or mount the cache volume) before starting offline"
     )
     return ModelNotAvailable(f"could not load model {args.model!r}: {hint} ({type(exc).__name__})")
