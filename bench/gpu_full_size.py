@@ -26,12 +26,19 @@ On a machine without CUDA the same code runs at a reduced size (`--size reduced`
 small configs from the same JSON files, a 10 s song, 128 LLM tokens, 256x256 covers, so every part
 takes seconds and CI runs it (tests/unit/bench/test_gpu_full_size.py).
 
-    # on a GPU node (full size is the default there; ~33 GB of model dirs are written to a temp dir)
+    # On a GPU node (CUDA: full size is the default). Smoke-test the plumbing first (~1 min):
+    .venv/bin/python bench/gpu_full_size.py --size reduced
+    # Everything at full size (~33 GB of model folders go to a temp dir; roughly 10-15 min on an
+    # H100, most of it folder writes, model loads and torch.compile):
     .venv/bin/python bench/gpu_full_size.py
-    .venv/bin/python bench/gpu_full_size.py --size reduced           # a 1-minute smoke run first
-    .venv/bin/python bench/gpu_full_size.py --models-dir /data/bench-models --parts llm   # split runs,
-    .venv/bin/python bench/gpu_full_size.py --models-dir /data/bench-models --parts music # reusing dirs
-    .venv/bin/python bench/gpu_full_size.py --e2e                    # + one song through Ray Serve
+    # ...or split into shorter commands that reuse the folders and merge into one JSON:
+    D=/tmp/songsmith-bench-models
+    .venv/bin/python bench/gpu_full_size.py --models-dir $D --parts llm,resident
+    .venv/bin/python bench/gpu_full_size.py --models-dir $D --parts music --merge
+    .venv/bin/python bench/gpu_full_size.py --models-dir $D --parts cover --merge
+    .venv/bin/python bench/gpu_full_size.py --models-dir $D --parts none --e2e --merge
+    # CPU / CI (reduced size, ~40 s on 2 cores):
+    .venv/bin/python bench/gpu_full_size.py --size reduced --device cpu
 
 Writes `bench/results/gpu_full_size-<device>.json` (or `--out`) and prints a Markdown report.
 """
@@ -275,8 +282,10 @@ def music_configs(spec: dict[str, Any], size: str, tok=None) -> dict[str, Any]:
         "condition_encoder.hidden_size == transformer.encoder_hidden_size":
             ce["hidden_size"] == (tr.get("encoder_hidden_size") or tr["hidden_size"]),
         "condition_encoder.text_hidden_dim == text_encoder.hidden_size": ce["text_hidden_dim"] == te["hidden_size"],
-        "condition_encoder.timbre_hidden_dim == transformer.audio_acoustic_hidden_dim": ce["timbre_hidden_dim"] == acoustic,
-        "vae.decoder_input_channels == transformer.audio_acoustic_hidden_dim": vae["decoder_input_channels"] == acoustic,
+        "condition_encoder.timbre_hidden_dim == transformer.audio_acoustic_hidden_dim":
+            ce["timbre_hidden_dim"] == acoustic,
+        "vae.decoder_input_channels == transformer.audio_acoustic_hidden_dim":
+            vae["decoder_input_channels"] == acoustic,
         "transformer.in_channels == 3 * audio_acoustic_hidden_dim": tr["in_channels"] == 3 * acoustic,
     }
     broken = [k for k, ok in ties.items() if not ok]
@@ -307,7 +316,8 @@ def cover_configs(spec: dict[str, Any], size: str, tok=None, tok2=None) -> dict[
         "unet.cross_attention_dim == te.hidden + te2.hidden":
             unet["cross_attention_dim"] == te["hidden_size"] + te2["hidden_size"],
         "unet.projection_class_embeddings_input_dim == 6 * addition_time_embed_dim + te2.projection_dim":
-            unet["projection_class_embeddings_input_dim"] == 6 * unet["addition_time_embed_dim"] + te2["projection_dim"],
+            unet["projection_class_embeddings_input_dim"]
+            == 6 * unet["addition_time_embed_dim"] + te2["projection_dim"],
     }
     broken = [k for k, ok in ties.items() if not ok]
     if broken:
@@ -615,7 +625,8 @@ def build_model_dirs(root: Path, rt: Runtime, parts: set[str]) -> dict[str, Any]
             tok = load_tokenizer(rel)
             cfgs = music_configs(spec, rt.size, tok)
             mods = make_music_modules(cfgs, build_device, save_dtype(spec["dtype"]))
-            pipe = AceStepPipeline(tokenizer=tok, scheduler=FlowMatchEulerDiscreteScheduler(**cfgs["scheduler"]), **mods)
+            scheduler = FlowMatchEulerDiscreteScheduler(**cfgs["scheduler"])
+            pipe = AceStepPipeline(tokenizer=tok, scheduler=scheduler, **mods)
             pipe.save_pretrained(path)
             copy_tokenizer_files(kit_dir(rel), path / "tokenizer")
             del pipe, mods
@@ -815,13 +826,14 @@ def bench_llm(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any]:
     ratio_wall = batches[hi]["wall_tokens_per_s"] / batches[lo]["wall_tokens_per_s"]
     ratio_median = batches[hi]["tokens_per_s_median"] / batches[lo]["tokens_per_s_median"]
     return {
-        "engine": "deployments.llm.LLMEngine.complete_batch (greedy, repetition_penalty %.2f)" % args.repetition_penalty,
+        "engine": f"deployments.llm.LLMEngine.complete_batch (greedy, repetition_penalty {args.repetition_penalty:g})",
         "dtype": dtype, "load_s": load_s, "weights_bytes": weights,
         # A shared CPU box's wall clock mostly measures the neighbours: on CPU the seconds are this
         # process's CPU time (one torch thread); wall-clock figures are kept beside them.
         "clock": "wall (CUDA-synchronized)" if rt.cuda else "process CPU time (time.process_time), 1 torch thread",
         "batches": batches, f"batch{hi}_over_batch{lo}": ratio, f"batch{hi}_over_batch{lo}_median": ratio_median,
-        "throughput_ratio": ratio, "throughput_ratio_wall": ratio_wall, "target_ratio": LLM_BATCH_TARGET, "meets_target": ratio >= LLM_BATCH_TARGET,
+        "throughput_ratio": ratio, "throughput_ratio_wall": ratio_wall,
+        "target_ratio": LLM_BATCH_TARGET, "meets_target": ratio >= LLM_BATCH_TARGET,
         "all_rows_full_budget": full_budget,
         "memory_load": mem_load, "memory_run": mem_run, "peak_bytes": _peak(mem_load, mem_run),
     }
@@ -846,12 +858,13 @@ def variants(part: str, rt: Runtime) -> tuple[list[Variant], dict[str, str]]:
     skipped: dict[str, str] = {}
     if rt.cuda:
         vs = [Variant(prod, prod, baseline=True), Variant(other, other),
-              Variant(f"{prod}+compile", prod, torch_compile=True), Variant(f"{prod}+cpu_offload", prod, cpu_offload=True)]
+              Variant(f"{prod}+compile", prod, torch_compile=True),
+              Variant(f"{prod}+cpu_offload", prod, cpu_offload=True)]
     else:
         vs = [Variant("float32", "float32", baseline=True), Variant("bfloat16", "bfloat16")]
         why = "CUDA only: the engines apply torch_compile / cpu_offload on CUDA replicas only"
-        skipped = {f"{prod}+compile": why, f"{prod}+cpu_offload": why, other if other == "float16" else "float16":
-                   "not measured on CPU (fp16 kernels are slow or missing there)"}
+        skipped = {f"{prod}+compile": why, f"{prod}+cpu_offload": why,
+                   "float16": "not measured on CPU (fp16 kernels are slow or missing there)"}
     if rt.options == "baseline":
         skipped.update({v.name: "--options baseline" for v in vs if not v.baseline})
         vs = [v for v in vs if v.baseline]
@@ -914,9 +927,9 @@ def bench_music(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any
         print(f"[music] {v.name} ...", flush=True)
         try:
             out["variants"][v.name] = bench_music_variant(path, rt, wl, gpu, v)
-        except Exception as exc:  # noqa: BLE001 - one failing option must not hide the others
+        except Exception as exc:  # noqa: BLE001 - one failing option (an OOM...) must not hide the others
             out["variants"][v.name] = _error(exc)
-            _free_memory()
+        _free_memory()  # after the except block: the exception no longer pins the failed run's tensors
     base = next((v.name for v in vs if v.baseline), None)
     out["baseline"] = base
     b = out["variants"].get(base, {})
@@ -979,9 +992,9 @@ def bench_cover(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any
         print(f"[cover] {v.name} ...", flush=True)
         try:
             out["variants"][v.name] = bench_cover_variant(path, rt, wl, gpu, v)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - one failing option (an OOM...) must not hide the others
             out["variants"][v.name] = _error(exc)
-            _free_memory()
+        _free_memory()  # after the except block: the exception no longer pins the failed run's tensors
     base = next((v.name for v in vs if v.baseline), None)
     out["baseline"] = base
     b = out["variants"].get(base, {})
@@ -993,7 +1006,9 @@ def bench_cover(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any
 # --------------------------------------------------------------------------- all three resident
 
 
-def run_song_through_engines(llm, music, cover, wl: Workload, gpu: Gpu, num_threads: int | None = None) -> dict[str, Any]:
+def run_song_through_engines(
+    llm, music, cover, wl: Workload, gpu: Gpu, num_threads: int | None = None
+) -> dict[str, Any]:
     """One song in the app's order (serve_app/composer.py), in this process, no Ray:
     tags ∥ lyrics (one batched generate) → music ∥ cover ∥ title+categories.
 
@@ -1072,7 +1087,8 @@ def bench_resident(dirs: dict[str, Any], rt: Runtime, wl: Workload, gpu: Gpu) ->
             before = now or 0
         after_load = gpu.snapshot()
         # Warm-up: a short song, so the timed one measures steady state.
-        short = Workload(llm_new_tokens=8, song_s=min(10.0, wl.song_s), cover_size=wl.cover_size, repeats=1, music_steps=1)
+        short = Workload(llm_new_tokens=8, song_s=min(10.0, wl.song_s), cover_size=wl.cover_size, repeats=1,
+                         music_steps=1)
         with _llm_budgets(engines["llm"], 8):
             run_song_through_engines(engines["llm"], engines["music"], engines["cover"], short, gpu, rt.threads)
         gpu.reset_peak()
@@ -1138,7 +1154,8 @@ def budget_check(results: dict[str, Any], rt: Runtime, estimate: dict[str, int])
     peak_all = res.get("peak_bytes") if rt.size == "full" else None
     rows["all"] = {
         "num_gpus": total_share, "budget_bytes": int(total_share * gpu_bytes),
-        "weights_estimate_bytes": sum(estimate.values()), "weights_fit": sum(estimate.values()) <= total_share * gpu_bytes,
+        "weights_estimate_bytes": sum(estimate.values()),
+        "weights_fit": sum(estimate.values()) <= total_share * gpu_bytes,
         "measured_peak_bytes": peak_all, "fits": None if peak_all is None else peak_all <= total_share * gpu_bytes,
         "headroom_bytes": None if peak_all is None else int(total_share * gpu_bytes - peak_all),
     }
@@ -1213,19 +1230,21 @@ def bench_e2e(dirs: dict[str, Any], rt: Runtime, wl: Workload, work: Path) -> di
         deploy_s = time.perf_counter() - t0
         body = {"prompt": SONG_TAGS, "lyrics": SONG_LYRICS, "audio_duration": wl.song_s, "seed": 7,
                 "audio_format": "wav"}
-        t1 = time.perf_counter()
-        resp = httpx.post(base + "/generate-with-lyrics", json=body, headers={"Authorization": f"Bearer {token}"},
-                          timeout=1800)
-        wall_s = time.perf_counter() - t1
-        data = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
-        if resp.status_code != 200:
-            raise RuntimeError(f"/generate-with-lyrics answered {resp.status_code}: {resp.text[:500]}")
+        walls = []
+        for i in range(2):  # the first song also pays the app's first-request costs; the second is steady
+            t1 = time.perf_counter()
+            resp = httpx.post(base + "/generate-with-lyrics", json={**body, "seed": 7 + i},
+                              headers={"Authorization": f"Bearer {token}"}, timeout=1800)
+            walls.append(time.perf_counter() - t1)
+            if resp.status_code != 200:
+                raise RuntimeError(f"/generate-with-lyrics answered {resp.status_code}: {resp.text[:500]}")
+        data = resp.json()
         return {
             "mode": "real app: serve_app.app:build_app with configs/prod.yaml args on a local Ray Serve "
                     "(model dirs = these random-weight folders, storage local)",
             "endpoint": "/generate-with-lyrics", "status": resp.status_code, "deploy_s": deploy_s,
-            "request_s": wall_s, "audio_duration_s": data.get("duration_s"), "timings": data.get("timings"),
-            "rtf_end_to_end": wall_s / wl.song_s,
+            "first_request_s": walls[0], "request_s": walls[-1], "audio_duration_s": data.get("duration_s"),
+            "timings": data.get("timings"), "rtf_end_to_end": walls[-1] / wl.song_s,
         }
     finally:
         with contextlib.suppress(Exception):
@@ -1286,9 +1305,9 @@ def markdown(report: dict[str, Any]) -> str:
     d, v = report["device"], report["versions"]
     L.append(f"# gpu_full_size: {d['name']} ({report['size']} size)")
     L.append("")
+    commit = (report["git"]["commit"] or "?")[:12] + (" (dirty)" if report["git"]["dirty"] else "")
     L.append(f"torch {v['torch']} (CUDA {v['torch_cuda']}), diffusers {v['diffusers']}, transformers "
-             f"{v['transformers']}; commit {(report['git']['commit'] or '?')[:12]}{' (dirty)' if report['git']['dirty'] else ''}; "
-             f"{report['date']}")
+             f"{v['transformers']}; commit {commit}; {report['date']}")
     L.append("")
     L.append("## Parameter counts (full size, built on the meta device)")
     L.append("")
@@ -1308,7 +1327,8 @@ def markdown(report: dict[str, Any]) -> str:
     llm = report["results"].get("llm")
     if llm:
         L.append("")
-        L.append(f"## LLM: Qwen2-7B-Instruct architecture, {llm.get('dtype', '?')}, {s['llm_new_tokens']} new tokens, greedy")
+        L.append(f"## LLM: Qwen2-7B-Instruct architecture, {llm.get('dtype', '?')}, "
+                 f"{s['llm_new_tokens']} new tokens, greedy")
         L.append("")
         if "error" in llm:
             L.append(f"ERROR: {llm['error']}")
@@ -1321,10 +1341,11 @@ def markdown(report: dict[str, Any]) -> str:
             L.append("")
             L.append(f"Seconds are {llm['clock']}.")
             L.append("")
-            L.append(f"Batch 8 / batch 1 throughput: **{llm['throughput_ratio']:.2f}x** (median {llm['batch8_over_batch1_median']:.2f}x, "
-                     f"wall clock {llm['throughput_ratio_wall']:.2f}x; "
+            L.append(f"Batch 8 / batch 1 throughput: **{llm['throughput_ratio']:.2f}x** "
+                     f"(median {llm['batch8_over_batch1_median']:.2f}x, wall clock {llm['throughput_ratio_wall']:.2f}x; "
                      f"target >= {LLM_BATCH_TARGET:g}x: {'MET' if llm['meets_target'] else 'NOT MET'}); "
-                     f"load {llm['load_s']:.1f} s, weights {_g(llm['weights_bytes'])} GiB, peak {_g(llm['peak_bytes'])} GiB; "
+                     f"load {llm['load_s']:.1f} s, weights {_g(llm['weights_bytes'])} GiB, "
+                     f"peak {_g(llm['peak_bytes'])} GiB; "
                      f"every row ran its full budget: {llm['all_rows_full_budget']}.")
     mu = report["results"].get("music")
     if mu:
@@ -1340,9 +1361,10 @@ def markdown(report: dict[str, Any]) -> str:
                 if "error" in x:
                     L.append(f"| {name} | ERROR: {x['error'][:80]} | | | | | | |")
                     continue
-                L.append(f"| {name}{' (baseline)' if x['baseline'] else ''} | {_f(x['load_s'], 2)} | {_f(x['first_call_s'], 2)} | "
-                         f"{_f(x['compile_s'], 1)} | {_f(x['render_s'])} | {_f(x['rtf'], 4)} | {_g(x['weights_bytes'])} | "
-                         f"{_g(x['peak_bytes'])} |")
+                tag = " (baseline)" if x["baseline"] else ""
+                L.append(f"| {name}{tag} | {_f(x['load_s'], 2)} | {_f(x['first_call_s'], 2)} | "
+                         f"{_f(x['compile_s'], 1)} | {_f(x['render_s'])} | {_f(x['rtf'], 4)} | "
+                         f"{_g(x['weights_bytes'])} | {_g(x['peak_bytes'])} |")
             for name, why in mu["skipped"].items():
                 L.append(f"| {name} | skipped: {why} | | | | | | |")
     co = report["results"].get("cover")
@@ -1353,7 +1375,8 @@ def markdown(report: dict[str, Any]) -> str:
         if "error" in co:
             L.append(f"ERROR: {co['error']}")
         else:
-            L.append("| variant | batch | load s | first call s | compile s | latency s | images/s | weights GiB | peak GiB |")
+            L.append("| variant | batch | load s | first call s | compile s | latency s | images/s | weights GiB "
+                     "| peak GiB |")
             L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             for name, x in co["variants"].items():
                 if "error" in x:
@@ -1379,8 +1402,9 @@ def markdown(report: dict[str, Any]) -> str:
                      f"cover {_g(res['engines']['cover']['weights_bytes'])}); peak while running one song: "
                      f"{_g(res['peak_bytes'])} GiB (reserved {_g(res['peak_reserved_bytes'])} GiB).")
             L.append("")
-            L.append(f"Song through the engines ({sg['order']}): words {sg['words_s']:.2f} s, then music {sg['music_s']:.2f} s "
-                     f"|| cover {sg['cover_s']:.2f} s || meta {sg['meta_s']:.2f} s; critical path total **{sg['total_s']:.2f} s**.")
+            L.append(f"Song through the engines ({sg['order']}): words {sg['words_s']:.2f} s, "
+                     f"then music {sg['music_s']:.2f} s || cover {sg['cover_s']:.2f} s || meta {sg['meta_s']:.2f} s; "
+                     f"critical path total **{sg['total_s']:.2f} s**.")
     bud = report.get("budget")
     if bud:
         L.append("")
@@ -1404,8 +1428,9 @@ def markdown(report: dict[str, Any]) -> str:
         elif e2e.get("skipped"):
             L.append(f"skipped: {e2e['skipped']}")
         else:
-            L.append(f"{e2e['mode']}: deploy {e2e['deploy_s']:.1f} s; one {e2e['endpoint']} of {s['song_s']:g} s: "
-                     f"**{e2e['request_s']:.2f} s** (RTF end to end {e2e['rtf_end_to_end']:.4f}).")
+            L.append(f"{e2e['mode']}: deploy {e2e['deploy_s']:.1f} s; {e2e['endpoint']} of a {s['song_s']:g} s song: "
+                     f"first {e2e['first_request_s']:.2f} s, then **{e2e['request_s']:.2f} s** "
+                     f"(RTF end to end {e2e['rtf_end_to_end']:.4f}).")
     tg = report["targets"]
     L.append("")
     L.append("## Targets")
@@ -1431,15 +1456,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", choices=("auto", "full", "reduced"), default="auto",
                    help="full on CUDA, reduced otherwise (auto)")
     p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"comma-separated subset of {PARTS}, or none (e.g. with --e2e)")
     p.add_argument("--options", choices=("all", "baseline"), default="all",
                    help="engine options to measure (dtype, compile, offload) or only the production baseline")
     p.add_argument("--music-variant", choices=tuple(MUSIC_SPECS), default="xl-turbo",
                    help="ACE-Step DiT: xl-turbo (configs/prod.yaml's) or the 2B turbo")
-    p.add_argument("--e2e", action="store_true", help="also one /generate-with-lyrics through the real app on Ray Serve")
+    p.add_argument("--e2e", action="store_true",
+                   help="also one /generate-with-lyrics through the real app on Ray Serve")
     p.add_argument("--models-dir", type=Path, default=None,
                    help="keep the random-weight model dirs here and reuse them (default: a temp dir, removed)")
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/gpu_full_size-<device>.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default bench/results/gpu_full_size-<device>.json)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the results of parts not run now from an existing --out file (split GPU runs)")
     p.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default 1)")
     p.add_argument("--gpu-gb", type=float, default=80.0, help="GPU size the prod.yaml shares refer to (GB)")
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions per measurement")
@@ -1462,7 +1492,7 @@ def main(argv: list[str] | None = None) -> int:
     if size == "full" and device.type != "cuda" and not ns.allow_full_on_cpu:
         print("--size full needs a CUDA device (or --allow-full-on-cpu)", file=sys.stderr)
         return 2
-    parts = [p.strip() for p in ns.parts.split(",") if p.strip()]
+    parts = [p.strip() for p in ns.parts.split(",") if p.strip() and p.strip() != "none"]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         print(f"unknown parts {unknown}; choose from {PARTS}", file=sys.stderr)
@@ -1499,7 +1529,8 @@ def main(argv: list[str] | None = None) -> int:
     llm_spec = load_spec("qwen2-7b-instruct")
     music_spec = load_spec(MUSIC_SPECS[rt.music_variant])
     cover_spec = load_spec("sdxl-turbo")
-    ensure_kits([llm_tokenizer_rel(llm_spec, size), f"{music_spec['tokenizer']['kit']}/{music_spec['tokenizer']['subfolder']}",
+    ensure_kits([llm_tokenizer_rel(llm_spec, size),
+                 f"{music_spec['tokenizer']['kit']}/{music_spec['tokenizer']['subfolder']}",
                  *[f"{cover_spec['tokenizer']['kit']}/{s}" for s in cover_spec["tokenizer"]["subfolders"]]])
 
     tmp = None
@@ -1516,8 +1547,8 @@ def main(argv: list[str] | None = None) -> int:
             report["errors"].append(f"build: {type(exc).__name__}: {exc}")
             report["results"]["build"] = _error(exc)
             dirs = {}
-        report["model_dirs"] = {k: {kk: vv for kk, vv in v.items() if kk != "path"} | {"path": v["path"] if tmp is None else None}
-                                for k, v in dirs.items()}
+        # A temp dir's path means nothing once removed; --models-dir paths are kept.
+        report["model_dirs"] = {k: {**v, "path": v["path"] if tmp is None else None} for k, v in dirs.items()}
         steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
         if "llm" in parts and "llm" in dirs:
             steps.append(("llm", lambda: bench_llm(dirs["llm"]["path"], rt, wl, gpu)))
@@ -1535,7 +1566,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001 - record and carry on with the other parts
                 report["results"][name] = _error(exc)
                 report["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
-                _free_memory()
+            _free_memory()
             report["results"][name]["phase_s"] = time.perf_counter() - t0
             for vname, x in (report["results"][name].get("variants") or {}).items():
                 if "error" in x:
@@ -1552,20 +1583,32 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    out = ns.out or RESULTS_DIR / f"gpu_full_size-{device_slug(info, size)}.json"
+    if ns.merge and out.is_file():
+        old = json.loads(out.read_text())
+        if old.get("size") == size and old.get("device", {}).get("name") == info["name"]:
+            report["merged"] = {}
+            for name, res in (old.get("results") or {}).items():
+                if name not in report["results"] and not (isinstance(res, dict) and "error" in res):
+                    report["results"][name] = res
+                    report["merged"][name] = {"date": old.get("date"), "git": old.get("git")}
+        else:
+            report["errors"].append(f"--merge: {out} is from another device or size; not merged")
+
     report["budget"] = budget_check(report["results"], rt, report["weights_estimate_bytes"])
     llm = report["results"].get("llm") or {}
+    checked = [r for r in report["param_counts"].values() if r["checked"]]
+    counts_ok = all(r["ok"] for r in checked)
     report["targets"] = {
         "llm_batch8_over_batch1": {"target": LLM_BATCH_TARGET, "value": llm.get("throughput_ratio"),
                                    "met": llm.get("meets_target")},
-        "param_counts_within_2pct": {"target": 0.02, "value": max((abs(r["rel_err"]) for r in report["param_counts"].values()
-                                                                   if r["checked"]), default=None),
-                                     "met": all(r["ok"] for r in report["param_counts"].values() if r["checked"])},
+        "param_counts_within_2pct": {"target": 0.02, "value": max((abs(r["rel_err"]) for r in checked), default=None),
+                                     "met": counts_ok},
     }
-    if not all(r["ok"] for r in report["param_counts"].values() if r["checked"]):
+    if not counts_ok:
         report["errors"].append("a full-size parameter count is more than 2% off its published size")
     report["wall_s"] = time.perf_counter() - t_start
 
-    out = ns.out or RESULTS_DIR / f"gpu_full_size-{device_slug(info, size)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     md = markdown(report)

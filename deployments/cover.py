@@ -8,6 +8,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from ray import serve
 
@@ -49,28 +50,16 @@ class CoverEngine:
         import torch
         from diffusers import StableDiffusionXLPipeline
 
-        from deployments.runtime import load_error, model_source, resolve_runtime
+        from deployments.runtime import load_diffusers_pipeline, resolve_runtime
 
         self.args = args
-        # SDXL's VAE overflows in bf16; fp16 is what sdxl-turbo ships.
+        # SDXL's VAE overflows in bf16; fp16 is what sdxl-turbo ships (its fp16 weight variant).
         self.runtime = resolve_runtime(args, half=torch.float16)
-        source, kwargs = model_source(args)
-        if self.runtime.dtype == torch.float16 and not source.startswith("/"):
-            kwargs["variant"] = "fp16"
-        try:
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                source, dtype=self.runtime.dtype, add_watermarker=False, **kwargs
-            )
-        except OSError as exc:
-            raise load_error(args, exc) from exc
-        if args.cpu_offload and self.runtime.device.type == "cuda":
-            pipe.enable_model_cpu_offload(device=self.runtime.device)
-        else:
-            pipe.to(self.runtime.device)
-        if args.torch_compile and self.runtime.device.type == "cuda":
-            pipe.unet = torch.compile(pipe.unet)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
+        hub_fp16 = self.runtime.dtype == torch.float16 and not Path(args.model).exists()
+        self.pipe = load_diffusers_pipeline(
+            StableDiffusionXLPipeline, args, self.runtime, compile_attr="unet", add_watermarker=False,
+            **({"variant": "fp16"} if hub_fp16 else {}),
+        )
         if args.warmup:
             self.generate_batch([CoverRequest(prompt="warm up", seed=0)])
 

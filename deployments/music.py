@@ -76,23 +76,11 @@ class MusicEngine:
         import torch
         from diffusers import AceStepPipeline
 
-        from deployments.runtime import load_error, model_source, resolve_runtime
+        from deployments.runtime import load_diffusers_pipeline, resolve_runtime
 
         self.args = args
         self.runtime = resolve_runtime(args, half=torch.bfloat16)
-        source, kwargs = model_source(args)
-        try:
-            pipe = AceStepPipeline.from_pretrained(source, dtype=self.runtime.dtype, **kwargs)
-        except OSError as exc:
-            raise load_error(args, exc) from exc
-        if args.cpu_offload and self.runtime.device.type == "cuda":
-            pipe.enable_model_cpu_offload(device=self.runtime.device)
-        else:
-            pipe.to(self.runtime.device)
-        if args.torch_compile and self.runtime.device.type == "cuda":
-            pipe.transformer = torch.compile(pipe.transformer)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
+        self.pipe = pipe = load_diffusers_pipeline(AceStepPipeline, args, self.runtime, compile_attr="transformer")
         self.sample_rate = int(pipe.sample_rate)
         self.is_turbo = bool(pipe.is_turbo)
         self.default_steps = args.default_steps or (TURBO_STEPS if self.is_turbo else BASE_STEPS)

@@ -63,3 +63,21 @@ def load_error(args: EngineArgs, exc: Exception) -> ModelNotAvailable:
 
 def seed_generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
+
+
+def load_diffusers_pipeline(pipeline_cls, args: EngineArgs, runtime: Runtime, *, compile_attr: str, **extra):
+    """from_pretrained + placement (device or model CPU offload) + optional torch.compile of the
+    pipeline's main network (`compile_attr`: "transformer", "unet"), shared by both diffusers engines."""
+    source, kwargs = model_source(args)
+    try:
+        pipe = pipeline_cls.from_pretrained(source, dtype=runtime.dtype, **extra, **kwargs)
+    except OSError as exc:
+        raise load_error(args, exc) from exc
+    if args.cpu_offload and runtime.device.type == "cuda":
+        pipe.enable_model_cpu_offload(device=runtime.device)
+    else:
+        pipe.to(runtime.device)
+    if args.torch_compile and runtime.device.type == "cuda":
+        setattr(pipe, compile_attr, torch.compile(getattr(pipe, compile_attr)))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -169,7 +169,7 @@ def create_api(svc: Services) -> FastAPI:
         "All endpoints except /health need `Authorization: Bearer <token>`.",
     )
     api.state.services = svc
-    install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit)
+    install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit, tokens=svc.tokens)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -89,11 +89,14 @@ class TokenBucketLimit:
     """Per bearer token (keyed by its digest): `burst` at once, refilled at `rate_per_s`.
 
     Buckets live in each ingress replica, so the effective limit scales with the replica count;
-    unauthenticated requests are left to the auth check (401), not counted here.
+    unauthenticated requests are left to the auth check (401), not counted here. Given `tokens`,
+    only configured tokens get a bucket: a flood of made-up tokens can neither grow the table nor
+    force the clear that would hand every real token a fresh burst.
     """
 
-    def __init__(self, app, rate_per_s: float, burst: int, max_keys: int = 100_000):
+    def __init__(self, app, rate_per_s: float, burst: int, max_keys: int = 100_000, tokens=None):
         self.app, self.rate, self.burst, self.max_keys = app, rate_per_s, burst, max_keys
+        self.tokens = tokens  # TokenDigests, or None to count every presented bearer token
         self.buckets: dict[bytes, _Bucket] = {}
 
     def take(self, key: bytes, now: float | None = None) -> float:
@@ -115,7 +118,7 @@ class TokenBucketLimit:
         if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
         token = bearer_from_header(dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1"))
-        if token:
+        if token and (self.tokens is None or self.tokens.verify(token)):
             wait = self.take(digest(token))
             if wait > 0:
                 retry = str(max(1, math.ceil(wait)))
@@ -124,9 +127,9 @@ class TokenBucketLimit:
         await self.app(scope, receive, send)
 
 
-def install_guards(api, *, max_body_bytes: int, rate_limit) -> None:
+def install_guards(api, *, max_body_bytes: int, rate_limit, tokens=None) -> None:
     """Outermost first: the size check, then the rate limit, then FastAPI."""
     if rate_limit is not None and rate_limit.enabled:
         api.add_middleware(TokenBucketLimit, rate_per_s=rate_limit.requests_per_minute / 60.0,
-                           burst=rate_limit.burst)
+                           burst=rate_limit.burst, tokens=tokens)
     api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)

@@ -15,9 +15,9 @@ MAX_PROMPT_CHARS = 500
 MAX_LYRICS_CHARS = 5000
 TEXT_FIELDS = ("full_described_song", "prompt", "lyrics", "described_lyrics", "webhook_url")
 
-# C0 controls other than tab/newline/carriage return, DEL, and unpaired UTF-16 surrogates (which
-# JSON's \ud800 escapes can smuggle in): they cannot be encoded as UTF-8 or stored by PostgreSQL,
-# so they would fail the request with a 500 (or the job, later) instead of a 422 now.
+# C0 controls other than tab/newline/carriage return, and DEL: PostgreSQL cannot store NUL in text
+# or jsonb (a 500 at submit, or a failed job) and terminal escapes have no place in a song. Unpaired
+# UTF-16 surrogates (JSON's "\ud800") are refused by pydantic already; listed so the rule is whole.
 _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 

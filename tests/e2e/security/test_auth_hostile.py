@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.security.conftest import raw_request
+from tests.e2e.security.rawhttp import raw_request
 
 pytestmark = pytest.mark.serve
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.e2e.security.conftest import raw_request
+from tests.e2e.security.rawhttp import raw_request
 
 pytestmark = pytest.mark.serve
 

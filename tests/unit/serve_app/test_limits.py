@@ -183,3 +183,25 @@ async def test_size_guard_runs_before_the_rate_limit():
         for _ in range(3):
             assert (await c.post("/echo", json={"text": "x" * 5000}, headers=auth())).status_code == 413
         assert (await c.post("/echo", json={"text": "ok"}, headers=auth())).status_code == 200
+
+
+async def test_made_up_tokens_cannot_reset_a_real_tokens_bucket():
+    """Only configured tokens get buckets: flooding distinct junk tokens (each a 401 anyway) never
+    fills the table, so it is never cleared and the real token stays limited."""
+    from serve_app.auth import TokenDigests
+
+    real = "the-real-token-0123456789"
+    api = FastAPI()
+
+    @api.get("/ping")
+    async def ping() -> dict:
+        return {"pong": True}
+
+    guarded = TokenBucketLimit(api, rate_per_s=1 / 60, burst=1, max_keys=5, tokens=TokenDigests((digest(real),)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://guards.test") as c:
+        assert (await c.get("/ping", headers=auth(real))).status_code == 200
+        assert (await c.get("/ping", headers=auth(real))).status_code == 429
+        for i in range(50):
+            await c.get("/ping", headers=auth(f"junk-token-{i:04d}-xxxxxxxx"))
+        assert len(guarded.buckets) == 1
+        assert (await c.get("/ping", headers=auth(real))).status_code == 429
