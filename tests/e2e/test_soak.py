@@ -58,3 +58,27 @@ def test_soak(song_api, serve_cluster):
     assert len({sid for _, sid in answers}) == SONGS  # every song its own, none lost or merged
     for name, rss in before.items():
         assert after.get(name, 0) <= 1.5 * rss + 300 * 2**20, (name, rss, after.get(name))
+
+
+def test_custom_metrics_reach_prometheus(song_api, serve_cluster):
+    """The songs just made show up on the node's Prometheus endpoint, as a scraper would see them."""
+    import re
+
+    wanted = ("ray_songsmith_songs_total", "ray_songsmith_stage_seconds_bucket", "ray_songsmith_audio_seconds_total",
+              "ray_songsmith_queue_depth")
+    def succeeded(text: str) -> float:
+        pattern = r'ray_songsmith_songs_total\{[^}]*outcome="succeeded"[^}]*\} (\S+)'
+        return sum(float(m.group(1)) for m in re.finditer(pattern, text))
+
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:  # metrics are exported every couple of seconds
+        text = httpx.get(serve_cluster.metrics_url, timeout=10).text
+        if all(name in text for name in wanted) and succeeded(text) >= SONGS:
+            break
+        time.sleep(2)
+    missing = [name for name in wanted if name not in text]
+    assert not missing, missing
+    assert succeeded(text) >= SONGS
+    assert 'stage="music"' in text
+    assert song_api["token"] not in text

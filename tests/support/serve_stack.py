@@ -46,6 +46,7 @@ def merge(base: dict, override: dict) -> dict:
 class ServeCluster:
     port: int
     dashboard_url: str
+    metrics_url: str  # Prometheus text format, as a scraper sees it
 
     def actors(self, prefix: str = "SERVE_REPLICA::") -> list:
         """Alive actors whose name starts with `prefix`, through Ray's state API (pids, resources)."""
@@ -95,7 +96,7 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2) -> ServeCluster:
     # Replicas inherit the environment the cluster starts with: secrets they read go in first.
     os.environ.setdefault("STORAGE_SIGNING_SECRET", secrets.token_urlsafe(32))
     os.environ.setdefault("WEBHOOK_SIGNING_SECRET", secrets.token_urlsafe(32))
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     ctx = ray.init(
         address="local",
         num_cpus=num_cpus,
@@ -103,11 +104,14 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2) -> ServeCluster:
         include_dashboard=True,  # Ray's state API (actor pids and resources) lives there
         dashboard_host="127.0.0.1",
         dashboard_port=free_port(),
+        _metrics_export_port=metrics_port,
+        _system_config={"metrics_report_interval_ms": 2000},
         log_to_driver=False,
         runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    return ServeCluster(port=port, dashboard_url="http://" + ctx.dashboard_url)
+    return ServeCluster(port=port, dashboard_url="http://" + ctx.dashboard_url,
+                        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def stop_cluster() -> None:
