@@ -919,20 +919,25 @@ def bench_music_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Varia
     }
 
 
-def bench_music(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any]:
-    vs, skipped = variants("music", rt)
-    out: dict[str, Any] = {"model": MUSIC_SPECS[rt.music_variant], "song_s": wl.song_s, "steps": wl.music_steps,
-                           "variants": {}, "skipped": skipped}
+def bench_variants(kind: str, bench_variant, path: str, rt: Runtime, wl: Workload, gpu: Gpu,
+                   head: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run every engine-option variant of one model; returns the report and the baseline's entry."""
+    vs, skipped = variants(kind, rt)
+    out: dict[str, Any] = {**head, "variants": {}, "skipped": skipped}
     for v in vs:
-        print(f"[music] {v.name} ...", flush=True)
+        print(f"[{kind}] {v.name} ...", flush=True)
         try:
-            out["variants"][v.name] = bench_music_variant(path, rt, wl, gpu, v)
+            out["variants"][v.name] = bench_variant(path, rt, wl, gpu, v)
         except Exception as exc:  # noqa: BLE001 - one failing option (an OOM...) must not hide the others
             out["variants"][v.name] = _error(exc)
         _free_memory()  # after the except block: the exception no longer pins the failed run's tensors
-    base = next((v.name for v in vs if v.baseline), None)
-    out["baseline"] = base
-    b = out["variants"].get(base, {})
+    out["baseline"] = next((v.name for v in vs if v.baseline), None)
+    return out, out["variants"].get(out["baseline"], {})
+
+
+def bench_music(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any]:
+    out, b = bench_variants("music", bench_music_variant, path, rt, wl, gpu,
+                            {"model": MUSIC_SPECS[rt.music_variant], "song_s": wl.song_s, "steps": wl.music_steps})
     out["rtf"] = b.get("rtf")
     out["peak_bytes"] = b.get("peak_bytes")
     return out
@@ -985,19 +990,8 @@ def bench_cover_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Varia
 
 
 def bench_cover(path: str, rt: Runtime, wl: Workload, gpu: Gpu) -> dict[str, Any]:
-    vs, skipped = variants("cover", rt)
-    out: dict[str, Any] = {"model": "sdxl-turbo", "size": wl.cover_size, "steps": wl.cover_steps,
-                           "variants": {}, "skipped": skipped}
-    for v in vs:
-        print(f"[cover] {v.name} ...", flush=True)
-        try:
-            out["variants"][v.name] = bench_cover_variant(path, rt, wl, gpu, v)
-        except Exception as exc:  # noqa: BLE001 - one failing option (an OOM...) must not hide the others
-            out["variants"][v.name] = _error(exc)
-        _free_memory()  # after the except block: the exception no longer pins the failed run's tensors
-    base = next((v.name for v in vs if v.baseline), None)
-    out["baseline"] = base
-    b = out["variants"].get(base, {})
+    out, b = bench_variants("cover", bench_cover_variant, path, rt, wl, gpu,
+                            {"model": "sdxl-turbo", "size": wl.cover_size, "steps": wl.cover_steps})
     out["latency_s"] = {k: x["latency_s"] for k, x in b.get("batches", {}).items()}
     out["peak_bytes"] = b.get("peak_bytes")
     return out

@@ -503,23 +503,7 @@ class JobStore:
         It keeps its place (FIFO by creation), stage/progress reset, and the claim it had is
         not counted (``attempts`` - 1). A job with a pending cancel becomes cancelled instead.
         """
-        with self._tx() as conn:
-            now = self._now()
-            row = conn.execute(self._lock(select(jobs).where(self._holder(job_id, worker_id)))
-                               ).mappings().first()
-            if row is None:
-                return False
-            if row["cancel_requested"]:
-                return self._terminal(conn, jobs.c.pk == row["pk"], "cancelled", now) is not None
-            seq = conn.execute(update(jobs).where(jobs.c.pk == row["pk"]).values(
-                status="queued", lease_owner=None, lease_expires_at=None, stage=None,
-                progress_step=None, progress_total=None,
-                attempts=func.max(jobs.c.attempts - 1, 0) if not self._pg
-                else func.greatest(jobs.c.attempts - 1, 0),
-                event_seq=jobs.c.event_seq + 1, updated_at=now,
-            ).returning(jobs.c.event_seq)).scalar_one()
-            self._append_event(conn, job_id, seq, "status", {"status": "queued", "released": True}, now)
-            return True
+        return self._requeue(job_id, worker_id, count_attempt=False, event={"released": True})
 
     def release_for_retry(self, job_id: str, worker_id: str, error: str | None = None) -> bool:
         """Requeue after a retryable failure (lease holder only); False if not the holder.
@@ -529,6 +513,12 @@ class JobStore:
         queue; ``error`` goes into the "status" event (``{"status": "queued", "retry": true,
         "error": ...}``), not into ``Job.error``. A pending cancel makes it cancelled instead.
         """
+        event: dict[str, Any] = {"retry": True}
+        if error is not None:
+            event["error"] = _trunc(error)
+        return self._requeue(job_id, worker_id, count_attempt=True, event=event)
+
+    def _requeue(self, job_id: str, worker_id: str, *, count_attempt: bool, event: dict[str, Any]) -> bool:
         with self._tx() as conn:
             now = self._now()
             row = conn.execute(self._lock(select(jobs).where(self._holder(job_id, worker_id)))
@@ -537,15 +527,16 @@ class JobStore:
                 return False
             if row["cancel_requested"]:
                 return self._terminal(conn, jobs.c.pk == row["pk"], "cancelled", now) is not None
+            values: dict[str, Any] = {}
+            if not count_attempt:
+                greatest = func.greatest if self._pg else func.max
+                values["attempts"] = greatest(jobs.c.attempts - 1, 0)
             seq = conn.execute(update(jobs).where(jobs.c.pk == row["pk"]).values(
                 status="queued", lease_owner=None, lease_expires_at=None, stage=None,
                 progress_step=None, progress_total=None, event_seq=jobs.c.event_seq + 1,
-                updated_at=now,
+                updated_at=now, **values,
             ).returning(jobs.c.event_seq)).scalar_one()
-            data: dict[str, Any] = {"status": "queued", "retry": True}
-            if error is not None:
-                data["error"] = _trunc(error)
-            self._append_event(conn, job_id, seq, "status", data, now)
+            self._append_event(conn, job_id, seq, "status", {"status": "queued", **event}, now)
             return True
 
     # -- owner actions ------------------------------------------------------------------------

@@ -161,6 +161,16 @@ class ObjectStore(abc.ABC):
 
     backend_name: str = "abstract"
 
+    @staticmethod
+    def _checked_put(key: str, data: bytes, content_type: str, metadata: dict[str, str] | None):
+        """The checks every backend's ``put`` makes first, so what local accepts R2 accepts too."""
+        validate_key(key)
+        validate_content_type(content_type)
+        meta = validate_metadata(metadata)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        return bytes(data), meta
+
     @abc.abstractmethod
     async def put(
         self,

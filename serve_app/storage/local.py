@@ -30,9 +30,7 @@ from .base import (
     ObjectInfo,
     ObjectStore,
     content_type_for,
-    validate_content_type,
     validate_key,
-    validate_metadata,
     validate_prefix,
 )
 from .errors import LinkExpired, LinkInvalid, ObjectNotFound, StorageError
@@ -138,12 +136,8 @@ class LocalStore(ObjectStore):
         content_type: str,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        validate_key(key)
-        validate_content_type(content_type)
-        meta = validate_metadata(metadata)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        await asyncio.to_thread(self._put_sync, key, bytes(data), content_type, meta)
+        data, meta = self._checked_put(key, data, content_type, metadata)
+        await asyncio.to_thread(self._put_sync, key, data, content_type, meta)
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -28,9 +28,7 @@ from .base import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
     ObjectStore,
-    validate_content_type,
     validate_key,
-    validate_metadata,
     validate_prefix,
 )
 from .config import ENV_ACCESS_KEY, ENV_SECRET_KEY, MAX_PRESIGN_TTL_S, S3Settings
@@ -208,12 +206,8 @@ class S3Store(ObjectStore):
         content_type: str,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        validate_key(key)
-        validate_content_type(content_type)
-        meta = validate_metadata(metadata)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, got {type(data).__name__}")
-        await self._call("put", key, self._put_sync, key, bytes(data), content_type, meta)
+        data, meta = self._checked_put(key, data, content_type, metadata)
+        await self._call("put", key, self._put_sync, key, data, content_type, meta)
 
     def _get_sync(self, key: str) -> bytes:
         response = self._client.get_object(Bucket=self.bucket, Key=key)
