@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.serve, pytest.mark.s3]
 APP = "songsmith-faults"
 TERMINAL = ("succeeded", "failed", "cancelled")
 SONG = {"prompt": "rock", "lyrics": "[verse]\nhold on", "audio_duration": 30.0, "infer_step": 12}
+# Long enough on the CPU kits (several seconds of rendering) to be caught mid-render even on a busy machine.
+SLOW_SONG = {**SONG, "audio_duration": 120.0, "infer_step": 40}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_engine_error_fails_the_job_and_the_replica_keeps_serving(app, serve_clu
 
 
 def test_music_replica_killed_mid_song_is_replaced_and_the_job_retried(app, serve_cluster, servers):
-    job = app.post("/v1/songs", json={**SONG, "infer_step": 40}).json()
+    job = app.post("/v1/songs", json=SLOW_SONG).json()
     wait(app, job["id"], lambda j: j["stage"] == "composing" and (j["progress"] or {}).get("step"))
     [pid] = music_pids(serve_cluster)
     os.kill(pid, signal.SIGKILL)
@@ -105,7 +107,7 @@ def test_music_replica_killed_mid_song_is_replaced_and_the_job_retried(app, serv
 
 def test_s3_outage_fails_cleanly_and_recovers(app, servers):
     s3, _ = servers
-    job = app.post("/v1/songs", json=SONG).json()
+    job = app.post("/v1/songs", json=SLOW_SONG).json()
     wait(app, job["id"], lambda j: j["stage"] == "composing")
     s3.stop(graceful=False)
     try:
@@ -122,8 +124,8 @@ def test_s3_outage_fails_cleanly_and_recovers(app, servers):
 
 def test_database_outage_is_503_and_loses_no_accepted_job(app, servers):
     _, pg = servers
-    job = app.post("/v1/songs", json={**SONG, "infer_step": 30}).json()
-    wait(app, job["id"], lambda j: j["status"] == "running")
+    job = app.post("/v1/songs", json=SLOW_SONG).json()
+    wait(app, job["id"], lambda j: j["stage"] == "composing")
     pg.stop()
     try:
         r = app.post("/v1/songs", json=SONG)

@@ -77,11 +77,12 @@ def test_redeploy_hands_running_jobs_back(fault_app, serve_cluster, api_token):
     """A rolling update replaces the ingress replicas: their running song goes back to the queue
     (not silently dropped) and a new replica finishes it."""
     headers = {"Authorization": f"Bearer {api_token}"}
-    body = {"prompt": "jazz", "lyrics": "[verse]\nall the things", "audio_duration": 60.0, "infer_step": 40}
+    # Long enough (tens of seconds on the CPU kits) to still be rendering when the rollout lands.
+    body = {"prompt": "jazz", "lyrics": "[verse]\nall the things", "audio_duration": 240.0, "infer_step": 60}
     job_id = httpx.post(fault_app["base_url"] + "/v1/songs", json=body, headers=headers, timeout=30).json()["id"]
     store = JobStore(fault_app["jobs_db"], migrate=False)
     deadline = time.monotonic() + 60
-    while (job := store.get(job_id)).status != "running":
+    while (job := store.get(job_id)).stage != "composing":
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
     args = {**fault_app["args"], "ingress": {**fault_app["args"]["ingress"], "song_timeout_s": 1799.0}}
