@@ -135,8 +135,12 @@ class SongComposer:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._remove_partial(song_id)
-            if isinstance(exc, SongFailed | asyncio.CancelledError):
+            if isinstance(exc, asyncio.CancelledError):
+                # The caller decides: a cancelled song is cleaned up, but one whose lease moved to
+                # another worker must not have that worker's objects deleted under it.
+                raise
+            await self.remove_partial(song_id)
+            if isinstance(exc, SongFailed):
                 raise
             raise SongFailed.wrap("song", exc) from exc
         finally:
@@ -295,7 +299,8 @@ class SongComposer:
             raise SongFailed.wrap("upload", exc) from exc
         stages.record(name, t, time.time())
 
-    async def _remove_partial(self, song_id: str) -> None:
+    async def remove_partial(self, song_id: str) -> None:
+        """Delete whatever a song that did not finish left under its prefix (best effort)."""
         try:
             await self.store.delete_prefix(f"{self.key_prefix}/{song_id}/")
         except Exception as exc:  # noqa: BLE001

@@ -159,6 +159,7 @@ class JobRunner:
         except asyncio.CancelledError:
             reason = self._stop_reason.get(job.id, "shutdown")
             if reason == "cancel":
+                await self.composer.remove_partial(job.id)
                 await self._finish(job.id, status="cancelled", error="cancelled by the client")
             elif reason == "shutdown":
                 await asyncio.to_thread(self.store.release, job.id, self.worker_id)
