@@ -92,9 +92,6 @@ class MusicEngine:
         if args.warmup:
             self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
 
-    def recommended(self) -> dict:
-        return {"steps": self.default_steps, "guidance_scale": self.default_guidance, "turbo": self.is_turbo}
-
     def generate(
         self,
         req: MusicRequest,
@@ -202,13 +199,6 @@ class MusicDeployment:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music")
         self._cancel: dict[str, threading.Event] = {}
 
-    async def generate(self, req: MusicRequest, request_id: str | None = None) -> MusicResult:
-        result = None
-        async for kind, payload in self.generate_stream(req, request_id):
-            if kind == "result":
-                result = payload
-        return result
-
     async def generate_stream(self, req: MusicRequest, request_id: str | None = None):
         """Yields ("progress", (step, total)) after every diffusion step, then ("result", MusicResult).
 
@@ -243,9 +233,6 @@ class MusicDeployment:
             if not render.done():
                 cancel.set()
             self._cancel.pop(request_id, None)
-
-    async def recommended(self) -> dict:
-        return self.engine.recommended()
 
     async def ready(self) -> str:
         return f"{self.engine.args.model} on {self.engine.runtime.device}"
