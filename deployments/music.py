@@ -101,7 +101,6 @@ class MusicEngine:
         import torch
 
         from deployments.audio_codec import encode
-        from deployments.runtime import seed_generator
 
         if req.audio_format not in CODECS:
             raise ValueError(f"audio_format must be one of {sorted(CODECS)}, got {req.audio_format!r}")

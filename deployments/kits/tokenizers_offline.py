@@ -15,7 +15,6 @@ merges learned by a small deterministic BPE trainer here) and wrapped as transfo
 
 from __future__ import annotations
 
-import json
 
 from .corpus import corpus_lines
 

@@ -137,7 +137,6 @@ def test_cancel_queued_and_running(client, song_api):
     # Fill this replica's 4 job slots with long songs, so the fifth waits in the queue.
     running = [client.post("/v1/songs", json={**LONG, "seed": i}).json()["id"] for i in range(4)]
     queued = client.post("/v1/songs", json=LONG).json()["id"]
-    first = running[0]
     for jid in running:
         wait_for(client, jid, {"running"}, timeout=60)
     job = client.get(f"/v1/songs/{queued}").json()
