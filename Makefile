@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 kits: $(STAMP)
 	$(BIN)/python -m deployments.kits build --out models
 
+# `serve run configs/dev.yaml` on a lean local Ray cluster (no dashboard: ~1.2 GiB less when idle).
+# SERVE_ARGS="--dashboard" brings Ray's dashboard (http://127.0.0.1:8265) back.
 serve: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/serve run configs/dev.yaml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m serve_app.local_run $(SERVE_ARGS) configs/dev.yaml
 
 # The S3 and PostgreSQL tests start real servers; a missing binary fails them instead of skipping.
 test: setup

@@ -45,21 +45,47 @@ def _mem_gib() -> float:
 
 
 def rss_bytes(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
-    return total
+    """Sum of the processes' RSS (shared library pages count once per process)."""
+    return sum(m["rss"] for p in pids if (m := process_memory(p)))
 
 
-def ray_pids() -> list[int]:
-    """This driver and every process below it: the local Ray cluster it started (GCS, raylet,
-    dashboard, workers and replicas) and nothing else on the machine."""
+def pss_bytes(pids) -> int:
+    """Sum of the processes' PSS: shared pages split between their users, so the stack's real cost."""
+    return sum(m.get("pss", 0) for p in pids if (m := process_memory(p)))
+
+
+def process_memory(pid: int) -> dict | None:
+    """RSS and PSS of one process, in bytes, with a short name (Ray sets worker titles)."""
+    try:
+        argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")]
+        out = {"pid": pid, "name": short_name(argv)}
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                out[key.lower()] = int(rest.split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return None
+    return out if "rss" in out else None
+
+
+def short_name(argv: list[str]) -> str:
+    """Ray titles its workers (`ray::ServeReplica:app:LLM`); Python helpers go by their script."""
+    first = argv[0].split()[0] if argv and argv[0] else "?"
+    if first.startswith("ray::") or first.startswith("ray-dashboard-"):
+        return first
+    base = os.path.basename(first)
+    if base.startswith("python"):
+        rest = iter(argv[1:])
+        for arg in rest:
+            if arg == "-m":
+                return f"python -m {next(rest, '?')}"
+            if arg and not arg.startswith("-"):
+                return f"python {os.path.basename(arg)}"
+    return base
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it."""
     parent: dict[int, int] = {}
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
@@ -68,7 +94,7 @@ def ray_pids() -> list[int]:
                 parent[int(p.name)] = int(stat.rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 pass
-    tree, frontier = {os.getpid()}, [os.getpid()]
+    tree, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()
         for child, ppid in parent.items():
@@ -76,6 +102,12 @@ def ray_pids() -> list[int]:
                 tree.add(child)
                 frontier.append(child)
     return sorted(tree)
+
+
+def ray_pids() -> list[int]:
+    """This driver and every process below it: the local Ray cluster it started (GCS, raylet,
+    dashboard, workers and replicas) and nothing else on the machine."""
+    return process_tree(os.getpid())
 
 
 def write_result(name: str, data: dict) -> Path:

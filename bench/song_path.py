@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine, pct, ray_pids, rss_bytes, write_result  # noqa: I001 - also puts the repo on sys.path
+from common import machine, pct, pss_bytes, ray_pids, rss_bytes, write_result  # noqa: I001 - also puts the repo on sys.path
 
 import httpx
 
@@ -61,7 +61,7 @@ def run_ours(args, storage_dir: str) -> list[dict]:
     from tests.support.serve_stack import config_args, merge, start_cluster, stop_cluster
 
     token = secrets.token_urlsafe(24)
-    cluster = start_cluster(num_cpus=8, num_gpus=0)
+    cluster = start_cluster(num_cpus=8, num_gpus=0, lean=True)  # Ray as `make serve` runs it
     try:
         app_args = merge(config_args("configs/dev.yaml"), {
             "llm": {"engine": llm_overrides(args.tokens)},
@@ -71,8 +71,10 @@ def run_ours(args, storage_dir: str) -> list[dict]:
         })
         base = cluster.deploy(app_args, name="bench", route_prefix="/", token=token, timeout_s=300)
         time.sleep(3)
-        idle = rss_bytes(ray_pids())
-        print(f"idle RSS of the dev stack (Ray + 5 replicas + this driver): {idle / 2**30:.2f} GiB", flush=True)
+        pids = ray_pids()
+        idle, idle_pss = rss_bytes(pids), pss_bytes(pids)
+        print(f"idle memory of the stack (Ray, 4 replicas, this driver): RSS {idle / 2**30:.2f} GiB, "
+              f"PSS {idle_pss / 2**30:.2f} GiB (`make serve` alone: bench/idle_memory.py)", flush=True)
         out = []
         with httpx.Client(base_url=base, timeout=600, headers={"Authorization": f"Bearer {token}"}) as c:
             for i in range(args.songs + 1):  # the first is a warm-up
@@ -88,7 +90,7 @@ def run_ours(args, storage_dir: str) -> list[dict]:
                 cp = critical_path(t)
                 out.append({"e2e_s": e2e, "critical_path_s": cp, "overhead_s": e2e - cp,
                             "stages_s": {k: v["seconds"] for k, v in t.items()}})
-                out[-1]["idle_rss_gib"] = idle / 2**30
+                out[-1]["idle_rss_gib"], out[-1]["idle_pss_gib"] = idle / 2**30, idle_pss / 2**30
                 print(f"ours   song {i:2d}: e2e {e2e:6.2f}s  critical {cp:6.2f}s  overhead {1000 * (e2e - cp):6.1f}ms",
                       flush=True)
         return out
@@ -198,11 +200,12 @@ def main(argv=None) -> int:
         ours = run_ours(args, str(Path(tmp) / "ours"))
         base = run_baseline(args, str(Path(tmp) / "base"))
     summary = summarize(ours, base)
-    result = {**machine(), "idle_rss_gib": ours[0]["idle_rss_gib"], "songs": args.songs, "duration_s": args.duration, "lyrics_tokens": args.tokens,
+    result = {**machine(), "idle_rss_gib": ours[0]["idle_rss_gib"], "idle_pss_gib": ours[0]["idle_pss_gib"], "songs": args.songs, "duration_s": args.duration, "lyrics_tokens": args.tokens,
               "summary": summary, "ours": ours, "baseline": base}
     path = write_result("song_path", result)
     print("\n" + table(summary))
-    print(f"\nidle RSS of the dev stack: {result['idle_rss_gib']:.2f} GiB (target < 3 GiB)")
+    print(f"\nidle memory of the stack: RSS {result['idle_rss_gib']:.2f} GiB, PSS {result['idle_pss_gib']:.2f} GiB "
+          "(target < 3 GiB)")
     print(f"\nwritten: {path}")
     ok = summary["ours"]["overhead_s"]["p50"] <= 0.100 and summary["ours"]["e2e_over_critical"]["p50"] <= 1.10
     ok = ok and summary["ours_over_baseline"]["max"] < 1.0

@@ -17,27 +17,34 @@ import sys
 import threading
 import time
 
-from common import machine, pct, ray_pids, rss_bytes, write_result  # noqa: I001
+from common import machine, pct, process_memory, ray_pids, write_result  # noqa: I001
 
 import httpx
 
 LEVELS = (1, 4, 8, 16)
 
 
+def stack_memory() -> tuple[int, int]:
+    """(RSS, PSS) summed over the stack: this driver and the Ray cluster below it."""
+    rows = [m for p in ray_pids() if (m := process_memory(p))]
+    return sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
+
+
 class RssSampler(threading.Thread):
     def __init__(self, period_s: float = 0.5):
         super().__init__(daemon=True)
-        self.period_s, self.peak, self._halt = period_s, 0, threading.Event()
+        self.period_s, self.peak, self.peak_pss, self._halt = period_s, 0, 0, threading.Event()
 
     def run(self):
         while not self._halt.is_set():
-            self.peak = max(self.peak, rss_bytes(ray_pids()))
+            rss, pss = stack_memory()
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
             self._halt.wait(self.period_s)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         self._halt.set()
         self.join()
-        return self.peak
+        return self.peak, self.peak_pss
 
 
 def app_args(storage_dir: str, music_replicas: int, concurrency: int) -> dict:
@@ -93,7 +100,7 @@ def main(argv=None) -> int:
 
     token = secrets.token_urlsafe(24)
     results = []
-    cluster = start_cluster(num_cpus=16, num_gpus=0)
+    cluster = start_cluster(num_cpus=16, num_gpus=0, lean=True)  # Ray as `make serve` runs it
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.replicas:
@@ -101,16 +108,18 @@ def main(argv=None) -> int:
                                       route_prefix="/", token=token, timeout_s=300)
                 run_level(base, token, 1, 1, args.duration)  # warm-up
                 time.sleep(2)
-                idle = rss_bytes(ray_pids())
+                idle, idle_pss = stack_memory()
                 for c in LEVELS:
                     sampler = RssSampler()
                     sampler.start()
                     res = run_level(base, token, c, max(c, args.songs_per_level), args.duration)
-                    res.update(music_replicas=n, idle_rss_gib=idle / 2**30, peak_rss_gib=sampler.stop() / 2**30)
+                    peak, peak_pss = sampler.stop()
+                    res.update(music_replicas=n, idle_rss_gib=idle / 2**30, idle_pss_gib=idle_pss / 2**30,
+                               peak_rss_gib=peak / 2**30, peak_pss_gib=peak_pss / 2**30)
                     results.append(res)
                     print(f"replicas={n} c={c:2d}: {res['songs_per_min']:6.1f} songs/min  "
                           f"p50 {res['latency_s']['p50']:6.2f}s  p95 {res['latency_s']['p95']:6.2f}s  "
-                          f"errors {res['errors']}  peak RSS {res['peak_rss_gib']:.2f} GiB", flush=True)
+                          f"errors {res['errors']}  peak RSS {res['peak_rss_gib']:.2f} GiB, PSS {res['peak_pss_gib']:.2f} GiB", flush=True)
                 cluster.delete("tput")
     finally:
         stop_cluster()
@@ -123,12 +132,12 @@ def main(argv=None) -> int:
             checks.append(r["errors"] == 0 and r["songs_per_min"] >= target)
     out = {**machine(), "duration_s": args.duration, "single_song_rate_per_min": single, "levels": results}
     path = write_result("throughput", out)
-    print("\n| music replicas | concurrency | songs/min | p50 (s) | p95 (s) | p99 (s) | errors | peak RSS (GiB) |")
+    print("\n| music replicas | concurrency | songs/min | p50 (s) | p95 (s) | p99 (s) | errors | peak RSS / PSS (GiB) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         lat = r["latency_s"]
         print(f"| {r['music_replicas']} | {r['concurrency']} | {r['songs_per_min']:.1f} | {lat['p50']:.2f} | "
-              f"{lat['p95']:.2f} | {lat['p99']:.2f} | {r['errors']} | {r['peak_rss_gib']:.2f} |")
+              f"{lat['p95']:.2f} | {lat['p99']:.2f} | {r['errors']} | {r['peak_rss_gib']:.2f} / {r['peak_pss_gib']:.2f} |")
     print(f"\nsingle-song rate: {single:.1f} songs/min; targets at concurrency 16 (0 errors, >= 0.8 x replicas x "
           f"single rate): {'MET' if all(checks) else 'NOT MET'}")
     print(f"written: {path}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from ray import serve
 
 from deployments.config import CoverArgs
+from deployments.memory import releases_memory
 
 MAX_SEED = 2**31 - 1
 NEGATIVE_HINT = "text, letters, watermark, signature, blurry"
@@ -63,6 +64,7 @@ class CoverEngine:
         if args.warmup:
             self.generate_batch([CoverRequest(prompt="warm up", seed=0)])
 
+    @releases_memory
     def generate_batch(self, reqs: list[CoverRequest]) -> list[CoverResult]:
         """Paint several covers in as few pipeline calls as possible (one per distinct step count)."""
         results: list[CoverResult | None] = [None] * len(reqs)

@@ -11,6 +11,7 @@ from ray import serve
 
 from deployments import lyrics_text as lt
 from deployments.config import LLMArgs
+from deployments.memory import releases_memory
 
 
 @dataclass
@@ -67,6 +68,7 @@ class LLMEngine:
         if args.warmup:
             self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
 
+    @releases_memory
     def complete_batch(self, items: list[Completion]) -> list[Answer]:
         """Answer every chat in ONE generate() call; each row stops at EOS or its own token budget.
 

@@ -15,6 +15,7 @@ from ray import serve
 
 from deployments.audio_codec import CODECS
 from deployments.config import MusicArgs
+from deployments.memory import releases_memory
 
 logger = logging.getLogger("ray.serve")
 
@@ -92,6 +93,7 @@ class MusicEngine:
         if args.warmup:
             self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
 
+    @releases_memory
     def generate(
         self,
         req: MusicRequest,

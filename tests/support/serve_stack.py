@@ -87,10 +87,17 @@ class ServeCluster:
         serve.delete(name)
 
 
-def start_cluster(num_cpus: int = 16, num_gpus: int = 2) -> ServeCluster:
-    """Logical CPUs and GPUs are scheduling counters: fake GPUs let placement tests run on a CPU machine."""
+def start_cluster(num_cpus: int = 16, num_gpus: int = 2, *, lean: bool = False) -> ServeCluster:
+    """Logical CPUs and GPUs are scheduling counters: fake GPUs let placement tests run on a CPU machine.
+
+    `lean` starts the cluster the way `make serve` does (serve_app.local_run: no dashboard, no
+    prestarted workers), for benchmarks that measure the dev stack's memory; the state API
+    (`ServeCluster.actors`) needs the dashboard, so tests keep the default.
+    """
     import ray
     from ray import serve
+
+    from serve_app.local_run import LEAN_SYSTEM_CONFIG
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Replicas inherit the environment the cluster starts with: secrets they read go in first.
@@ -101,16 +108,16 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2) -> ServeCluster:
         address="local",
         num_cpus=num_cpus,
         num_gpus=num_gpus,
-        include_dashboard=True,  # Ray's state API (actor pids and resources) lives there
+        include_dashboard=not lean,  # Ray's state API (actor pids and resources) lives there
         dashboard_host="127.0.0.1",
         dashboard_port=free_port(),
         _metrics_export_port=metrics_port,
-        _system_config={"metrics_report_interval_ms": 2000},
+        _system_config={"metrics_report_interval_ms": 2000, **(LEAN_SYSTEM_CONFIG if lean else {})},
         log_to_driver=False,
         runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    return ServeCluster(port=port, dashboard_url="http://" + ctx.dashboard_url,
+    return ServeCluster(port=port, dashboard_url="http://" + (ctx.dashboard_url or ""),
                         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
 
 

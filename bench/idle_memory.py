@@ -1,0 +1,103 @@
+"""Idle memory of the dev stack, started exactly as `make serve` starts it.
+
+Runs `python -m serve_app.local_run configs/dev.yaml` (a copy with a free port and a scratch
+storage dir), waits for `/health`, lets it settle, then reads every process in its tree:
+RSS (what `ps` and most dashboards show; shared library pages count once per process) and PSS
+(shared pages split between the processes that map them: the memory the stack really costs).
+Prints one row per process and the totals; `--plain` measures plain `serve run` instead, for
+comparison.
+
+    .venv/bin/python bench/idle_memory.py [--plain] [--settle 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from common import REPO, machine, process_memory, process_tree, write_result  # noqa: I001 - also puts the repo on sys.path
+from tests.support.serve_stack import free_port
+
+TARGET_GIB = 3.0
+
+
+def measure(pid: int) -> list[dict]:
+    rows = [m for p in process_tree(pid) if (m := process_memory(p))]
+    return sorted(rows, key=lambda r: -r["rss"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--plain", action="store_true", help="measure plain `serve run` (Ray's default cluster)")
+    ap.add_argument("--settle", type=float, default=20.0, help="seconds to wait after /health before measuring")
+    ap.add_argument("--timeout", type=float, default=300.0)
+    args = ap.parse_args()
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="idle-memory-") as tmp:
+        doc = yaml.safe_load((REPO / "configs/dev.yaml").read_text())
+        doc["http_options"]["port"] = port
+        app = doc["applications"][0]["args"]
+        app["storage"]["local_dir"] = f"{tmp}/storage"
+        app["jobs"]["sqlite_path"] = f"{tmp}/jobs.db"
+        config = Path(tmp) / "dev.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        bin_dir = Path(sys.executable).parent
+        cmd = ([str(bin_dir / "serve"), "run", str(config)] if args.plain
+               else [sys.executable, "-m", "serve_app.local_run", str(config)])
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
+               "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/log", "w"),
+                                start_new_session=True)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    sys.stderr.write(Path(f"{tmp}/log").read_text()[-4000:])
+                    raise SystemExit(f"the stack exited with {proc.returncode} before /health answered")
+                if time.monotonic() - t0 > args.timeout:
+                    raise SystemExit(f"/health did not answer within {args.timeout:.0f} s")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            ready_s = time.monotonic() - t0
+            time.sleep(args.settle)
+            rows = measure(proc.pid)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    rss, pss = sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
+    label = "plain `serve run`" if args.plain else "`make serve` (serve_app.local_run)"
+    print(f"\n{label}: ready in {ready_s:.0f} s, {len(rows)} processes, measured {args.settle:.0f} s after /health\n")
+    print("| process | RSS (MiB) | PSS (MiB) |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['rss'] / 2**20:.0f} | {r.get('pss', 0) / 2**20:.0f} |")
+    print(f"| **total** | **{rss / 2**20:.0f}** | **{pss / 2**20:.0f}** |")
+    print(f"\nidle RSS of the dev stack: {rss / 2**30:.2f} GiB, PSS {pss / 2**30:.2f} GiB (target < {TARGET_GIB:.0f} GiB)")
+    write_result("idle_memory-plain" if args.plain else "idle_memory", {
+        **machine(), "command": "serve run configs/dev.yaml" if args.plain else "make serve",
+        "ready_s": ready_s, "settle_s": args.settle, "rss_gib": rss / 2**30, "pss_gib": pss / 2**30,
+        "target_gib": TARGET_GIB,
+        "processes": [{"name": r["name"], "rss_mib": r["rss"] / 2**20, "pss_mib": r.get("pss", 0) / 2**20}
+                      for r in rows]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
