@@ -4,16 +4,18 @@ Runs `python -m serve_app.local_run configs/dev.yaml` (a copy with a free port a
 storage dir), waits for `/health`, lets it settle, then reads every process in its tree:
 RSS (what `ps` and most dashboards show; shared library pages count once per process) and PSS
 (shared pages split between the processes that map them: the memory the stack really costs).
-Prints one row per process and the totals; `--plain` measures plain `serve run` instead, for
-comparison.
+Then it makes `--songs` songs (description mode: every engine runs) and measures again once
+idle: what a used dev server holds between songs. Prints one row per process and the totals;
+`--plain` measures plain `serve run` instead, for comparison.
 
-    .venv/bin/python bench/idle_memory.py [--plain] [--settle 20]
+    .venv/bin/python bench/idle_memory.py [--plain] [--settle 15] [--songs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -39,6 +41,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--plain", action="store_true", help="measure plain `serve run` (Ray's default cluster)")
     ap.add_argument("--settle", type=float, default=20.0, help="seconds to wait after /health before measuring")
+    ap.add_argument("--songs", type=int, default=3, help="songs to make before the second measurement")
+    ap.add_argument("--duration", type=float, default=30.0, help="audio seconds per song")
     ap.add_argument("--timeout", type=float, default=300.0)
     args = ap.parse_args()
 
@@ -54,8 +58,9 @@ def main() -> int:
         bin_dir = Path(sys.executable).parent
         cmd = ([str(bin_dir / "serve"), "run", str(config)] if args.plain
                else [sys.executable, "-m", "serve_app.local_run", str(config)])
+        token = secrets.token_urlsafe(24)
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
-               "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+               "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0", "API_BEARER_TOKEN": token}
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/log", "w"),
                                 start_new_session=True)
@@ -75,6 +80,14 @@ def main() -> int:
             ready_s = time.monotonic() - t0
             time.sleep(args.settle)
             rows = measure(proc.pid)
+            for i in range(args.songs):
+                r = httpx.post(f"http://127.0.0.1:{port}/generate-from-description", timeout=600,
+                               headers={"Authorization": f"Bearer {token}"},
+                               json={"full_described_song": f"a warm acoustic song about a harbour town, take {i}",
+                                     "audio_duration": args.duration, "seed": i})
+                r.raise_for_status()
+            time.sleep(args.settle if args.songs else 0)
+            used = {r["pid"]: r for r in measure(proc.pid)} if args.songs else {}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -83,19 +96,27 @@ def main() -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
 
     rss, pss = sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
+    used_rss, used_pss = sum(r["rss"] for r in used.values()), sum(r.get("pss", 0) for r in used.values())
+    mib = 2**20
     label = "plain `serve run`" if args.plain else "`make serve` (serve_app.local_run)"
-    print(f"\n{label}: ready in {ready_s:.0f} s, {len(rows)} processes, measured {args.settle:.0f} s after /health\n")
-    print("| process | RSS (MiB) | PSS (MiB) |\n|---|---|---|")
+    print(f"\n{label}: ready in {ready_s:.0f} s, {len(rows)} processes; idle = {args.settle:.0f} s after /health, "
+          f"used = {args.settle:.0f} s after {args.songs} songs of {args.duration:g} s\n")
+    print("| process | idle RSS (MiB) | idle PSS (MiB) | used RSS (MiB) | used PSS (MiB) |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['rss'] / 2**20:.0f} | {r.get('pss', 0) / 2**20:.0f} |")
-    print(f"| **total** | **{rss / 2**20:.0f}** | **{pss / 2**20:.0f}** |")
-    print(f"\nidle RSS of the dev stack: {rss / 2**30:.2f} GiB, PSS {pss / 2**30:.2f} GiB (target < {TARGET_GIB:.0f} GiB)")
+        u = used.get(r["pid"], {})
+        print(f"| {r['name']} | {r['rss'] / mib:.0f} | {r.get('pss', 0) / mib:.0f} | "
+              f"{u.get('rss', 0) / mib:.0f} | {u.get('pss', 0) / mib:.0f} |")
+    print(f"| **total** | **{rss / mib:.0f}** | **{pss / mib:.0f}** | **{used_rss / mib:.0f}** | **{used_pss / mib:.0f}** |")
+    print(f"\nidle memory of the dev stack: RSS {rss / 2**30:.2f} GiB, PSS {pss / 2**30:.2f} GiB; after {args.songs} "
+          f"songs: RSS {used_rss / 2**30:.2f} GiB, PSS {used_pss / 2**30:.2f} GiB (target < {TARGET_GIB:.0f} GiB)")
     write_result("idle_memory-plain" if args.plain else "idle_memory", {
         **machine(), "command": "serve run configs/dev.yaml" if args.plain else "make serve",
         "ready_s": ready_s, "settle_s": args.settle, "rss_gib": rss / 2**30, "pss_gib": pss / 2**30,
-        "target_gib": TARGET_GIB,
-        "processes": [{"name": r["name"], "rss_mib": r["rss"] / 2**20, "pss_mib": r.get("pss", 0) / 2**20}
-                      for r in rows]})
+        "songs": args.songs, "song_duration_s": args.duration,
+        "used_rss_gib": used_rss / 2**30, "used_pss_gib": used_pss / 2**30, "target_gib": TARGET_GIB,
+        "processes": [{"name": r["name"], "rss_mib": r["rss"] / mib, "pss_mib": r.get("pss", 0) / mib,
+                       "used_rss_mib": used.get(r["pid"], {}).get("rss", 0) / mib,
+                       "used_pss_mib": used.get(r["pid"], {}).get("pss", 0) / mib} for r in rows]})
     return 0
 
 

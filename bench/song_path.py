@@ -107,12 +107,22 @@ def run_baseline(args, storage_dir: str) -> list[dict]:
     from deployments.llm import LLMEngine
     from deployments.music import MusicEngine, MusicRequest
     from serve_app.storage import LocalStore
-    from tests.support.serve_stack import MODELS
+    from tests.support.serve_stack import REPO, config_args
 
     torch.set_num_threads(1)
-    llm = LLMEngine(LLMArgs(model=str(MODELS / "smollm2-135m-instruct"), num_threads=1, **llm_overrides(args.tokens)))
-    music = MusicEngine(MusicArgs(model=str(MODELS / "acestep-v15-turbo-kit"), num_threads=1))
-    cover = CoverEngine(CoverArgs(model=str(MODELS / "sdxl-turbo-kit"), num_threads=1))
+    # The same engine settings as the dev stack (configs/dev.yaml), with the bench's token budgets.
+    dev = config_args("configs/dev.yaml")
+
+    def engine_args(name: str, **override) -> dict:
+        kw = {**dev[name]["engine"], **override}
+        kw["model"] = str(REPO / kw["model"])
+        return kw
+
+    # One process: oneDNN settles its cache size at the first op, here the LLM's (the seed's
+    # process had one cache too); ours sizes it per replica (deployments/config.py).
+    llm = LLMEngine(LLMArgs(**engine_args("llm", **llm_overrides(args.tokens))))
+    music = MusicEngine(MusicArgs(**engine_args("music")))
+    cover = CoverEngine(CoverArgs(**engine_args("cover")))
     store = LocalStore(storage_dir, secrets.token_bytes(32))
     out = []
     for i in range(args.songs + 1):

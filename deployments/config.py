@@ -45,6 +45,13 @@ class EngineArgs(BaseModel):
         default=False,
         description="Never contact the Hugging Face hub; fail fast with a clear error when weights are missing.",
     )
+    onednn_cache_capacity: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="CPU replicas: oneDNN primitive cache entries (None = oneDNN's default, 1024). The cache "
+        "pays off when shapes repeat (LLM decoding: 0 halves its speed) and only holds memory when they don't.",
+    )
 
 
 class LLMArgs(EngineArgs):
@@ -87,6 +94,13 @@ class MusicArgs(EngineArgs):
         description="Guidance when a request omits it; None = recommendation (turbo: none, else 7).",
     )
     shift: float = Field(default=3.0, ge=1.0, le=5.0, description="Timestep schedule shift (ACE-Step uses 1-3).")
+    onednn_cache_capacity: int | None = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="CPU replicas: oneDNN primitive cache entries. Every song length is a new shape, so the cache "
+        "only grows (about 200 MB kept after one 60 s song on the dev kit) without making renders faster: 0.",
+    )
 
 
 class CoverArgs(EngineArgs):

@@ -29,6 +29,9 @@ def resolve_runtime(args: EngineArgs, *, half: torch.dtype = torch.bfloat16) -> 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
+    if device.type == "cpu" and args.onednn_cache_capacity is not None:
+        # Read when oneDNN makes its first primitive: this engine's __init__ runs before any op.
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(args.onednn_cache_capacity)
     if args.dtype == "auto":
         dtype = half if device.type == "cuda" else torch.float32
     else:

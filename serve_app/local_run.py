@@ -3,9 +3,9 @@
 Plain `serve run` starts a local cluster with Ray's full dashboard: a head process plus about
 nine module subprocesses, ~1.1 GiB resident on an idle dev machine (more than any model
 replica here). A config file cannot turn it off, and the app builder runs too late (inside a
-Ray task) to do it. So this starts the cluster first, without the dashboard and without idle
-workers prestarted for tasks nobody runs, then hands over to the real `serve run` command,
-which finds Ray initialised and uses it. Everything `serve run` does with a config file
+Ray task) to do it. So this starts the cluster first (no dashboard, no idle workers prestarted
+for tasks nobody runs, two malloc arenas per process), then hands over to the real `serve run`
+command, which finds Ray initialised and uses it. Everything `serve run` does with a config file
 (HTTP options, per-app runtime env, logging, blocking until SIGINT/SIGTERM, shutting Serve and
 the cluster down) stays the same.
 
@@ -33,6 +33,12 @@ LEAN_SYSTEM_CONFIG = {
 }
 
 
+# Inherited by every Ray process started here. glibc gives each thread that allocates its own
+# heap arena (up to 8 per core); Ray workers run many threads, so freed memory sits in several
+# arenas. Two arenas cut the used dev stack by ~50 MB at no measurable cost on these replicas.
+LEAN_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="python -m serve_app.local_run", description=__doc__.split("\n\n")[0])
     p.add_argument("config", help="Serve config file, e.g. configs/dev.yaml")
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args, serve_run_args = parse(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for key, value in LEAN_ENV.items():
+        os.environ.setdefault(key, value)
 
     import ray
     from ray.serve._private.constants import SERVE_NAMESPACE

@@ -97,12 +97,15 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2, *, lean: bool = False) 
     import ray
     from ray import serve
 
-    from serve_app.local_run import LEAN_SYSTEM_CONFIG
+    from serve_app.local_run import LEAN_ENV, LEAN_SYSTEM_CONFIG
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Replicas inherit the environment the cluster starts with: secrets they read go in first.
     os.environ.setdefault("STORAGE_SIGNING_SECRET", secrets.token_urlsafe(32))
     os.environ.setdefault("WEBHOOK_SIGNING_SECRET", secrets.token_urlsafe(32))
+    if lean:
+        for key, value in LEAN_ENV.items():
+            os.environ.setdefault(key, value)  # inherited by the Ray processes started below
     port, metrics_port = free_port(), free_port()
     ctx = ray.init(
         address="local",
