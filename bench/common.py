@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO))
 
+from tests.support.processes import process_tree  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -82,26 +84,6 @@ def short_name(argv: list[str]) -> str:
             if arg and not arg.startswith("-"):
                 return f"python {os.path.basename(arg)}"
     return base
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and every process below it."""
-    parent: dict[int, int] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-                parent[int(p.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        for child, ppid in parent.items():
-            if ppid == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    return sorted(tree)
 
 
 def ray_pids() -> list[int]:

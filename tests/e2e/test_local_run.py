@@ -23,27 +23,14 @@ import yaml
 
 from serve_app.jobs import JobStore
 from tests.conftest import fast_app_args
+from tests.support.processes import process_tree
 from tests.support.serve_stack import REPO, free_port
 
 pytestmark = pytest.mark.serve
 
 
 def _tree(root: int) -> set[int]:
-    parent = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                parent[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        for child, ppid in parent.items():
-            if ppid == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    return tree
+    return set(process_tree(root))
 
 
 def _title(pid: int) -> str:

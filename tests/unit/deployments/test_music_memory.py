@@ -9,6 +9,7 @@ per process, so each case runs in a fresh interpreter.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -33,8 +34,10 @@ print(json.dumps({"grew": rss() - idle}))
 
 
 def _growth(kits, **kw) -> int:
+    # An engine built earlier in this process set the variable; the child must start without it.
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(MODELS / "acestep-v15-turbo-kit"), json.dumps(kw)],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, check=True)
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["grew"]
 
 
