@@ -13,7 +13,7 @@ from pathlib import Path
 from ray import serve
 
 from deployments.config import CoverArgs
-from deployments.memory import releases_memory
+from deployments.memory import IdleTrimmer, release_free_memory
 
 MAX_SEED = 2**31 - 1
 NEGATIVE_HINT = "text, letters, watermark, signature, blurry"
@@ -63,8 +63,8 @@ class CoverEngine:
         )
         if args.warmup:
             self.generate_batch([CoverRequest(prompt="warm up", seed=0)])
+        release_free_memory()  # loading and warm-up temporaries
 
-    @releases_memory
     def generate_batch(self, reqs: list[CoverRequest]) -> list[CoverResult]:
         """Paint several covers in as few pipeline calls as possible (one per distinct step count)."""
         results: list[CoverResult | None] = [None] * len(reqs)
@@ -125,6 +125,7 @@ class CoverDeployment:
         args = CoverArgs.model_validate(args)
         self.engine = CoverEngine(args)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cover")
+        self._idle = IdleTrimmer()
         self.paint.set_max_batch_size(args.max_batch_size)
         self.paint.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
 
@@ -134,7 +135,8 @@ class CoverDeployment:
         return await loop.run_in_executor(self._pool, self.engine.generate_batch, reqs)
 
     async def generate(self, req: CoverRequest) -> CoverResult:
-        return await self.paint(req)
+        with self._idle.request():
+            return await self.paint(req)
 
     async def ready(self) -> str:
         return f"{self.engine.args.model} on {self.engine.runtime.device}"

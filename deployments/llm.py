@@ -11,7 +11,7 @@ from ray import serve
 
 from deployments import lyrics_text as lt
 from deployments.config import LLMArgs
-from deployments.memory import releases_memory
+from deployments.memory import IdleTrimmer, release_free_memory
 
 
 @dataclass
@@ -67,8 +67,8 @@ class LLMEngine:
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
         if args.warmup:
             self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
+        release_free_memory()  # loading and warm-up temporaries
 
-    @releases_memory
     def complete_batch(self, items: list[Completion]) -> list[Answer]:
         """Answer every chat in ONE generate() call; each row stops at EOS or its own token budget.
 
@@ -164,6 +164,7 @@ class LLMDeployment:
         self._unbatched = self.args.max_batch_size == 1
         workers = self.args.parallel_requests if self._unbatched else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm")
+        self._idle = IdleTrimmer()
         self._complete.set_max_batch_size(self.args.max_batch_size)
         self._complete.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
 
@@ -177,11 +178,12 @@ class LLMDeployment:
 
     async def _timed(self, completion: Completion) -> tuple[Answer, float, float]:
         started = time.time()
-        if self._unbatched:
-            loop = asyncio.get_running_loop()
-            [raw] = await loop.run_in_executor(self._pool, self.engine.complete_batch, [completion])
-        else:
-            raw = await self._complete(completion)
+        with self._idle.request():
+            if self._unbatched:
+                loop = asyncio.get_running_loop()
+                [raw] = await loop.run_in_executor(self._pool, self.engine.complete_batch, [completion])
+            else:
+                raw = await self._complete(completion)
         return raw, started, time.time()
 
     async def tags(self, description: str, instrumental: bool = False) -> Written:

@@ -3,18 +3,18 @@
 Loading weights and running a pipeline free hundreds of MB of temporaries (activations,
 dtype-conversion buffers) that glibc keeps mapped for reuse: an idle replica then holds, in
 the OS's eyes, its model plus the high-water mark of its last request. `malloc_trim` returns
-those pages; it costs well under a millisecond when there is little to free. No torch import
-here: the ingress imports the deployment modules to bind them.
+those pages. Engines trim once after load and warm-up; deployments trim when their last
+request in flight finishes, so back-to-back requests under load don't pay for faulting the
+same memory in again. No torch import here: the ingress imports the deployment modules.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
-from typing import Callable, TypeVar
-
-F = TypeVar("F", bound=Callable)
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def _libc_malloc_trim():
@@ -35,14 +35,27 @@ def release_free_memory() -> bool:
     return True
 
 
-def releases_memory(fn: F) -> F:
-    """Trim after the call returns, when its temporaries are already freed."""
+class IdleTrimmer:
+    """Counts a replica's requests in flight (waiting or running); trims when the last one ends."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self.trims = 0
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
         try:
-            return fn(*args, **kwargs)
+            yield
         finally:
-            release_free_memory()
-
-    return wrapper  # type: ignore[return-value]
+            with self._lock:
+                self._active -= 1
+                idle = self._active == 0
+            if idle and release_free_memory():
+                self.trims += 1

@@ -15,7 +15,7 @@ from ray import serve
 
 from deployments.audio_codec import CODECS
 from deployments.config import MusicArgs
-from deployments.memory import releases_memory
+from deployments.memory import IdleTrimmer, release_free_memory
 
 logger = logging.getLogger("ray.serve")
 
@@ -92,8 +92,8 @@ class MusicEngine:
         )
         if args.warmup:
             self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
+        release_free_memory()  # loading and warm-up temporaries
 
-    @releases_memory
     def generate(
         self,
         req: MusicRequest,
@@ -199,6 +199,7 @@ class MusicDeployment:
         self.engine = MusicEngine(MusicArgs.model_validate(args))
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music")
         self._cancel: dict[str, threading.Event] = {}
+        self._idle = IdleTrimmer()
 
     async def generate_stream(self, req: MusicRequest, request_id: str | None = None):
         """Yields ("progress", (step, total)) after every diffusion step, then ("result", MusicResult).
@@ -207,33 +208,34 @@ class MusicDeployment:
         dropped client), Serve cancels this generator: the render stops at its next step and the
         replica is free for the next song.
         """
-        request_id = request_id or secrets.token_hex(8)
-        cancel = self._cancel.setdefault(request_id, threading.Event())
-        loop = asyncio.get_running_loop()
-        updates: asyncio.Queue = asyncio.Queue()
+        with self._idle.request():  # songs waiting for the render thread count too
+            request_id = request_id or secrets.token_hex(8)
+            cancel = self._cancel.setdefault(request_id, threading.Event())
+            loop = asyncio.get_running_loop()
+            updates: asyncio.Queue = asyncio.Queue()
 
-        def progress(step: int, total: int) -> None:
-            loop.call_soon_threadsafe(updates.put_nowait, (step, total))
+            def progress(step: int, total: int) -> None:
+                loop.call_soon_threadsafe(updates.put_nowait, (step, total))
 
-        render = loop.run_in_executor(self._pool, self.engine.generate, req, progress, cancel)
-        try:
-            while not render.done():
-                getter = asyncio.ensure_future(updates.get())
-                done, _ = await asyncio.wait({getter, render}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield "progress", getter.result()
-                else:
-                    getter.cancel()
-            while not updates.empty():
-                yield "progress", updates.get_nowait()
-            yield "result", render.result()
-        except (asyncio.CancelledError, GeneratorExit):
-            cancel.set()  # the worker thread stops at the next step
-            raise
-        finally:
-            if not render.done():
-                cancel.set()
-            self._cancel.pop(request_id, None)
+            render = loop.run_in_executor(self._pool, self.engine.generate, req, progress, cancel)
+            try:
+                while not render.done():
+                    getter = asyncio.ensure_future(updates.get())
+                    done, _ = await asyncio.wait({getter, render}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        yield "progress", getter.result()
+                    else:
+                        getter.cancel()
+                while not updates.empty():
+                    yield "progress", updates.get_nowait()
+                yield "result", render.result()
+            except (asyncio.CancelledError, GeneratorExit):
+                cancel.set()  # the worker thread stops at the next step
+                raise
+            finally:
+                if not render.done():
+                    cancel.set()
+                self._cancel.pop(request_id, None)
 
     async def ready(self) -> str:
         return f"{self.engine.args.model} on {self.engine.runtime.device}"

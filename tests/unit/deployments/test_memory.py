@@ -35,22 +35,19 @@ def test_release_returns_freed_heap_to_the_os():
     del keep
 
 
-def test_decorated_call_trims_after_returning_and_after_raising(monkeypatch):
+def test_replica_trims_only_when_its_last_request_ends(monkeypatch):
+    """Under load requests overlap and reuse the same memory: no trim until the replica is idle."""
     calls = []
     monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
-
-    @memory.releases_memory
-    def render(fail: bool) -> str:
-        """docstring kept"""
-        if fail:
-            raise ValueError("boom")
-        return "song"
-
-    assert render(False) == "song" and calls == [0]
-    with pytest.raises(ValueError, match="boom"):
-        render(True)
-    assert calls == [0, 0]
-    assert render.__doc__ == "docstring kept"
+    idle = memory.IdleTrimmer()
+    with idle.request():
+        with idle.request():
+            assert idle.active == 2
+        assert calls == []  # one still running
+    assert calls == [0] and idle.active == 0 and idle.trims == 1
+    with pytest.raises(ValueError, match="boom"), idle.request():
+        raise ValueError("boom")  # a failed request frees its memory too
+    assert calls == [0, 0] and idle.active == 0
 
 
 def test_without_glibc_release_is_a_no_op(monkeypatch):
