@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import random
 import secrets
 import socket
 import time
@@ -24,6 +25,22 @@ MODELS = REPO / "models"
 
 
 def free_port() -> int:
+    """A free port below Linux's ephemeral range (32768+).
+
+    Port 0 hands out an ephemeral port, the same pool the OS draws source ports of outgoing
+    connections from: with Ray opening many gRPC connections, a port picked that way can be
+    taken again before the server that was meant to get it binds (seen: Ray's metrics agent
+    failing with EADDRINUSE, so the whole cluster failed to start).
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -106,19 +123,26 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2, *, lean: bool = False) 
     if lean:
         for key, value in LEAN_ENV.items():
             os.environ.setdefault(key, value)  # inherited by the Ray processes started below
-    port, metrics_port = free_port(), free_port()
-    ctx = ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        include_dashboard=not lean,  # Ray's state API (actor pids and resources) lives there
-        dashboard_host="127.0.0.1",
-        dashboard_port=free_port(),
-        _metrics_export_port=metrics_port,
-        _system_config={"metrics_report_interval_ms": 2000, **(LEAN_SYSTEM_CONFIG if lean else {})},
-        log_to_driver=False,
-        runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
-    )
+    for attempt in range(3):
+        port, metrics_port = free_port(), free_port()
+        try:
+            ctx = ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=not lean,  # Ray's state API (actor pids and resources) lives there
+                dashboard_host="127.0.0.1",
+                dashboard_port=free_port(),
+                _metrics_export_port=metrics_port,
+                _system_config={"metrics_report_interval_ms": 2000, **(LEAN_SYSTEM_CONFIG if lean else {})},
+                log_to_driver=False,
+                runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
+            )
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when a node fails to start
+            ray.shutdown()
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     return ServeCluster(port=port, dashboard_url="http://" + (ctx.dashboard_url or ""),
                         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
