@@ -18,6 +18,7 @@ from tests.support.serve_stack import MODELS, REPO
 SCRIPT = """
 import json, sys
 from deployments.config import MusicArgs
+from deployments.memory import release_free_memory
 from deployments.music import MusicEngine, MusicRequest
 
 def rss():
@@ -29,6 +30,7 @@ engine = MusicEngine(MusicArgs(model=sys.argv[1], num_threads=1, **kw))
 idle = rss()
 for seconds in (40.0, 35.0, 30.0, 25.0, 20.0, 15.0):
     engine.generate(MusicRequest(tags="rock", lyrics="[verse]\\nhello", duration_s=seconds, steps=2, seed=1))
+release_free_memory()  # what a replica does once idle: count what is still held, not freed heap
 print(json.dumps({"grew": rss() - idle}))
 """
 
