@@ -46,14 +46,13 @@ def _mem_gib() -> float:
         return int(f.readline().split()[1]) / 2**20
 
 
-def rss_bytes(pids) -> int:
-    """Sum of the processes' RSS (shared library pages count once per process)."""
-    return sum(m["rss"] for p in pids if (m := process_memory(p)))
+def stack_memory(pids=None) -> tuple[int, int]:
+    """(RSS, PSS) summed over `pids` (default: this driver and the Ray cluster below it).
 
-
-def pss_bytes(pids) -> int:
-    """Sum of the processes' PSS: shared pages split between their users, so the stack's real cost."""
-    return sum(m.get("pss", 0) for p in pids if (m := process_memory(p)))
+    RSS counts shared library pages once per process; PSS splits them, so it is the stack's real cost.
+    """
+    rows = [m for p in (ray_pids() if pids is None else pids) if (m := process_memory(p))]
+    return sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
 
 
 def process_memory(pid: int) -> dict | None:

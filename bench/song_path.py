@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine, pct, pss_bytes, ray_pids, rss_bytes, write_result  # noqa: I001 - also puts the repo on sys.path
+from common import machine, pct, stack_memory, write_result  # noqa: I001 - also puts the repo on sys.path
 
 import httpx
 
@@ -71,8 +71,7 @@ def run_ours(args, storage_dir: str) -> list[dict]:
         })
         base = cluster.deploy(app_args, name="bench", route_prefix="/", token=token, timeout_s=300)
         time.sleep(3)
-        pids = ray_pids()
-        idle, idle_pss = rss_bytes(pids), pss_bytes(pids)
+        idle, idle_pss = stack_memory()
         print(f"idle memory of the stack (Ray, 4 replicas, this driver): RSS {idle / 2**30:.2f} GiB, "
               f"PSS {idle_pss / 2**30:.2f} GiB (`make serve` alone: bench/idle_memory.py)", flush=True)
         out = []

@@ -17,17 +17,11 @@ import sys
 import threading
 import time
 
-from common import machine, pct, process_memory, ray_pids, write_result  # noqa: I001
+from common import machine, pct, stack_memory, write_result  # noqa: I001
 
 import httpx
 
 LEVELS = (1, 4, 8, 16)
-
-
-def stack_memory() -> tuple[int, int]:
-    """(RSS, PSS) summed over the stack: this driver and the Ray cluster below it."""
-    rows = [m for p in ray_pids() if (m := process_memory(p))]
-    return sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
 
 
 class RssSampler(threading.Thread):
