@@ -7,9 +7,9 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ray import serve
 
@@ -82,6 +82,10 @@ class MusicEngine:
         self.args = args
         self.runtime = resolve_runtime(args, half=torch.bfloat16)
         self.pipe = pipe = load_diffusers_pipeline(AceStepPipeline, args, self.runtime, compile_attr="transformer")
+        if args.fast_vae_decoder:
+            from deployments.oobleck import speed_up_decoder
+
+            speed_up_decoder(pipe.vae)
         self.sample_rate = int(pipe.sample_rate)
         self.is_turbo = bool(pipe.is_turbo)
         self.default_steps = args.default_steps or (TURBO_STEPS if self.is_turbo else BASE_STEPS)
@@ -241,5 +245,5 @@ class MusicDeployment:
         return f"{self.engine.args.model} on {self.engine.runtime.device}"
 
     async def check_health(self) -> None:
-        if self._pool._shutdown:  # noqa: SLF001 - a dead executor means the replica can't render
+        if self._pool._shutdown:
             raise RuntimeError("music worker pool is shut down")
