@@ -118,3 +118,9 @@ class CoverArgs(EngineArgs):
     size: int = Field(default=512, ge=256, le=1024, multiple_of=64, description="Square cover size in pixels.")
     max_batch_size: int = Field(default=4, ge=1, le=16, description="@serve.batch size for concurrent covers.")
     batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=1.0, description="Batch fill wait.")
+    channels_last: bool = Field(
+        default=True,
+        description="Keep the UNet's and VAE's activations in channels-last layout, the one oneDNN and cuDNN "
+        "convolutions run fastest in (dev CPU: VAE decode 0.10 s -> 0.08 s). Pixel values may differ by one "
+        "level from the default layout; False = the default layout.",
+    )

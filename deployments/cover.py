@@ -61,6 +61,9 @@ class CoverEngine:
             StableDiffusionXLPipeline, args, self.runtime, compile_attr="unet", add_watermarker=False,
             **({"variant": "fp16"} if hub_fp16 else {}),
         )
+        if args.channels_last:
+            for name in ("unet", "vae"):
+                getattr(self.pipe, name).to(memory_format=torch.channels_last)
         if args.warmup:
             self.generate_batch([CoverRequest(prompt="warm up", seed=0)])
         release_free_memory()  # loading and warm-up temporaries

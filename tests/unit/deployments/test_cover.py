@@ -39,3 +39,19 @@ def test_seeded_and_batched(engine):
 def test_prompt_fits_clip():
     p = cover_prompt("x" * 1000, "A Title")
     assert len(p) <= 300 and "A Title" in p
+
+
+def test_channels_last_paints_the_same_cover(engine):
+    """The layout is a speed choice only: the same seed gives the same picture (within one level)."""
+    import numpy as np
+    import torch
+
+    default_layout = CoverEngine(CoverArgs(model=str(MODELS / "sdxl-turbo-kit"), num_threads=1, channels_last=False,
+                                           warmup=False))
+    conv = next(m for m in engine.pipe.vae.decoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    req = [CoverRequest(prompt="jazz", seed=11)]
+    a, b = (np.asarray(Image.open(io.BytesIO(e.generate_batch(req)[0].png))).astype(int) for e in (engine, default_layout))
+    assert a.shape == b.shape == (512, 512, 3)
+    assert np.abs(a - b).max() <= 2 and (a != b).mean() < 0.01
+    assert a.std() > 1  # a real picture, not a blank
