@@ -55,6 +55,18 @@ def stack_memory(pids=None) -> tuple[int, int]:
     return sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
 
 
+def stack_cpu_seconds(pids=None) -> float:
+    """User + system CPU seconds used so far by `pids` (default: this driver and its Ray cluster)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for p in ray_pids() if pids is None else pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / tick
+
+
 def process_memory(pid: int) -> dict | None:
     """RSS and PSS of one process, in bytes, with a short name (Ray sets worker titles)."""
     try:
