@@ -55,6 +55,18 @@ def stack_memory(pids=None) -> tuple[int, int]:
     return sum(r["rss"] for r in rows), sum(r.get("pss", 0) for r in rows)
 
 
+def stack_rss(pids) -> int:
+    """RSS summed over `pids`, from /proc/<pid>/statm: microseconds per process, cheap enough to
+    sample often (PSS needs smaps_rollup, which walks page tables: ~4 ms per large process)."""
+    page, total = os.sysconf("SC_PAGE_SIZE"), 0
+    for p in pids:
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def stack_cpu_seconds(pids=None) -> float:
     """User + system CPU seconds used so far by `pids` (default: this driver and its Ray cluster)."""
     tick, total = os.sysconf("SC_CLK_TCK"), 0
