@@ -105,8 +105,8 @@ class MusicArgs(EngineArgs):
     fast_vae_decoder: bool = Field(
         default=True,
         description="Decode audio with the in-place Snake activations of deployments/oobleck.py: bit-identical "
-        "output, about half the VAE decode time on a CPU and fewer full-length temporaries on a GPU. "
-        "False = diffusers' own decoder code.",
+        "output, about half the VAE decode time on a CPU (on a GPU the same ops run unchunked; not measured "
+        "there yet). False = diffusers' own decoder code.",
     )
 
 
