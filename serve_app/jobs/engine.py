@@ -15,6 +15,9 @@ PostgreSQL (``postgresql+psycopg://user:pass@host:port/db``): psycopg 3, READ CO
 from __future__ import annotations
 
 import contextlib
+import functools
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +27,36 @@ from sqlalchemy.engine import URL, make_url
 BEGIN_OPTION = "songsmith_sqlite_begin"  # execution option: "IMMEDIATE" (default) | "DEFERRED"
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any, busy_timeout_s: float = 10.0) -> None:
     dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
     cur = dbapi_conn.cursor()
     try:
-        cur.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cur, busy_timeout_s)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
     finally:
         cur.close()
+
+
+def _enable_wal(cur: Any, timeout_s: float) -> None:
+    """Switch the file to WAL (persistent: once per database), waiting for the lock it needs.
+
+    Changing the journal mode takes an exclusive lock that SQLite does not wait for: when several
+    replicas open a new database at the same moment, all but one got "database is locked" at
+    once, whatever the busy timeout. Retry within the busy timeout, as any other lock wait does.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            remaining = deadline - time.monotonic()
+            if "locked" not in str(exc) or remaining <= 0:
+                raise
+        time.sleep(min(delay, remaining))
+        delay = min(0.2, delay * 2)
 
 
 def _sqlite_on_begin(conn: Any) -> None:
@@ -71,7 +95,7 @@ def make_engine(
             max_overflow=max_overflow,
             pool_pre_ping=False,
         )
-        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "connect", functools.partial(_sqlite_on_connect, busy_timeout_s=busy_timeout_s))
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     if backend == "postgresql":

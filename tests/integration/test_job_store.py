@@ -660,3 +660,43 @@ def test_postgres_wrong_password_is_store_unavailable(pg_server: PostgresServer)
     with pytest.raises(StoreUnavailable) as info:
         JobStore(url)
     assert "wrong-secret-pw" not in str(info.value) and "password" in str(info.value)
+
+
+def test_a_new_sqlite_file_waits_for_the_lock_it_needs_to_switch_to_wal(tmp_path) -> None:
+    """Several replicas opening a new database at once: switching it to WAL needs an exclusive
+    lock SQLite does not wait for. The engine waits (within its busy timeout) instead of failing."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from serve_app.jobs.engine import make_engine
+
+    path = tmp_path / "jobs.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")  # a rollback-journal database, as SQLite creates it
+    holder.execute("BEGIN IMMEDIATE")  # another replica writing (its own switch, or a migration)
+    release = threading.Timer(0.5, holder.rollback)
+    release.start()
+    t0 = time.monotonic()
+    engine = make_engine(f"sqlite:///{path}", busy_timeout_s=5)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert time.monotonic() - t0 >= 0.4  # it waited for the holder, then switched
+    finally:
+        release.join()
+        engine.dispose()
+        holder.close()
+
+    stuck = sqlite3.connect(tmp_path / "stuck.db", isolation_level=None)
+    stuck.execute("CREATE TABLE other (x)")
+    stuck.execute("BEGIN IMMEDIATE")
+    engine = make_engine(f"sqlite:///{tmp_path / 'stuck.db'}", busy_timeout_s=0.3)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(OperationalError, match="locked"):
+            engine.connect()
+        assert 0.2 <= time.monotonic() - t0 < 3  # gave up at the busy timeout, not at once or never
+    finally:
+        engine.dispose()
+        stuck.close()
