@@ -11,7 +11,9 @@ and measures:
 * Music: real-time factor of a 180 s song at 8 steps (render seconds / 180).
 * Cover: latency of a 512x512 image at 1 step, batch 1 and batch 4.
 * Engine options: dtype (bf16 vs fp16), `torch.compile` of the DiT / UNet (compile time apart),
-  diffusers model CPU offload (latency and peak memory for small GPUs).
+  diffusers model CPU offload (latency and peak memory for small GPUs), and each engine's own
+  speed option switched off: music `fast_vae_decoder` (diffusers' Oobleck decoder), cover
+  `channels_last` (default memory layout).
 * Peak GPU memory (`torch.cuda.max_memory_allocated` after a reset) of each engine, and of all
   three resident on one GPU running one song, checked against configs/prod.yaml's `num_gpus`
   shares of an 80 GB GPU.
@@ -849,6 +851,14 @@ class Variant:
     torch_compile: bool = False
     cpu_offload: bool = False
     baseline: bool = False
+    engine: tuple[tuple[str, Any], ...] = ()  # other engine args, e.g. (("fast_vae_decoder", False),)
+
+
+# Per-engine speed options, measured against the baseline by switching them off.
+OPTION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "music": ("diffusers_vae_decoder", {"fast_vae_decoder": False}),  # deployments/oobleck.py off
+    "cover": ("contiguous_layout", {"channels_last": False}),
+}
 
 
 def variants(part: str, rt: Runtime) -> tuple[list[Variant], dict[str, str]]:
@@ -865,6 +875,10 @@ def variants(part: str, rt: Runtime) -> tuple[list[Variant], dict[str, str]]:
         why = "CUDA only: the engines apply torch_compile / cpu_offload on CUDA replicas only"
         skipped = {f"{prod}+compile": why, f"{prod}+cpu_offload": why,
                    "float16": "not measured on CPU (fp16 kernels are slow or missing there)"}
+    if part in OPTION_VARIANTS:
+        base = next(v for v in vs if v.baseline)
+        suffix, kw = OPTION_VARIANTS[part]
+        vs.append(Variant(f"{base.dtype}+{suffix}", base.dtype, engine=tuple(kw.items())))
     if rt.options == "baseline":
         skipped.update({v.name: "--options baseline" for v in vs if not v.baseline})
         vs = [v for v in vs if v.baseline]
@@ -882,7 +896,7 @@ def music_args(path: str, rt: Runtime, v: Variant):
     from deployments.config import MusicArgs
 
     return MusicArgs(model=path, dtype=v.dtype, torch_compile=v.torch_compile, cpu_offload=v.cpu_offload,
-                     **rt.engine_common())
+                     **rt.engine_common(), **dict(v.engine))
 
 
 def bench_music_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Variant) -> dict[str, Any]:
@@ -907,7 +921,7 @@ def bench_music_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Varia
     st = _stats(render)
     return {
         "dtype": v.dtype, "torch_compile": v.torch_compile, "cpu_offload": v.cpu_offload, "baseline": v.baseline,
-        "load_s": load_s, "weights_bytes": weights,
+        "engine_options": dict(v.engine), "load_s": load_s, "weights_bytes": weights,
         "first_call_s": first.model_s, "first_call_overhead_s": first.model_s - st["best_s"],
         "compile_s": (first.model_s - st["best_s"]) if v.torch_compile else None,
         "render_s": st["best_s"], "render_s_median": st["median_s"], "render_samples_s": st["samples_s"],
@@ -951,7 +965,7 @@ def cover_args(path: str, rt: Runtime, wl: Workload, v: Variant):
 
     return CoverArgs(model=path, dtype=v.dtype, torch_compile=v.torch_compile, cpu_offload=v.cpu_offload,
                      steps=wl.cover_steps, size=wl.cover_size, max_batch_size=max(wl.cover_batches),
-                     **rt.engine_common())
+                     **rt.engine_common(), **dict(v.engine))
 
 
 def bench_cover_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Variant) -> dict[str, Any]:
@@ -985,7 +999,7 @@ def bench_cover_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Varia
         if v.torch_compile:
             _torch()._dynamo.reset()
     return {"dtype": v.dtype, "torch_compile": v.torch_compile, "cpu_offload": v.cpu_offload, "baseline": v.baseline,
-            "load_s": load_s, "weights_bytes": weights, "batches": batches,
+            "engine_options": dict(v.engine), "load_s": load_s, "weights_bytes": weights, "batches": batches,
             "memory_load": mem_load, "memory_run": mem_run, "peak_bytes": _peak(mem_load, mem_run)}
 
 

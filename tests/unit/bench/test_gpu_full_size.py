@@ -85,12 +85,16 @@ def test_report_has_every_field(report):
     assert base["audio"]["duration_s"] == pytest.approx(10.0, abs=0.05) and base["audio"]["sample_rate"] == 48000
     assert "bfloat16" in music["variants"] and music["skipped"]  # dtype measured; compile/offload need CUDA
     assert music["rtf"] == base["rtf"]
+    plain = music["variants"]["float32+diffusers_vae_decoder"]  # the engine's decoder speed-up, measured off
+    assert plain["engine_options"] == {"fast_vae_decoder": False} and plain["render_s"] > 0
+    assert base["engine_options"] == {}
 
     cover = report["results"]["cover"]
     base = cover["variants"][cover["baseline"]]
     for b in ("1", "4"):
         assert base["batches"][b]["latency_s"] > 0 and base["batches"][b]["size"] == [256, 256]
     assert set(cover["latency_s"]) == {"1", "4"}
+    assert cover["variants"]["float32+contiguous_layout"]["engine_options"] == {"channels_last": False}
 
     res = report["results"]["resident"]
     song = res["song_engines"]
