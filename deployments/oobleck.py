@@ -56,7 +56,10 @@ class FastSnake1d(Snake1d):
     def forward(self, hidden_states: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         if torch.is_grad_enabled() and (hidden_states.requires_grad or self.alpha.requires_grad):
             return super().forward(hidden_states)
-        out = hidden_states if inplace else torch.empty_like(hidden_states)
+        if inplace and hidden_states.is_contiguous():
+            return _snake(self, hidden_states, hidden_states)
+        # A fresh contiguous buffer: `_snake` writes through reshape views of it.
+        out = torch.empty(hidden_states.shape, dtype=hidden_states.dtype, device=hidden_states.device)
         return _snake(self, hidden_states, out)
 
 

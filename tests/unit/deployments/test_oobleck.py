@@ -103,3 +103,19 @@ def test_music_engine_uses_it_unless_told_not_to(kits):
     assert type(plain.pipe.vae.decoder) is OobleckDecoder
     req = MusicRequest(tags="rock", lyrics="[verse]\nla la", duration_s=2.0, seed=7)
     assert fast.generate(req).audio == plain.generate(req).audio  # the same encoded file
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_snake_on_strided_views_gives_diffusers_values(vaes, inplace):
+    """Snake1d accepts any (batch, channels, ...) tensor. For views whose reshape must copy (a
+    transposed 4-D tensor), writing through the reshape would lose the result: both modes must
+    still return exactly diffusers' values."""
+    reference, fast = vaes
+    ref_snake, fast_snake = reference.decoder.block[0].snake1, fast.decoder.block[0].snake1
+    channels = ref_snake.alpha.shape[1]
+    base = torch.randn(2, channels, 8, 6, generator=torch.Generator().manual_seed(3))
+    for view in (base.transpose(2, 3), base[..., ::2], base):
+        with torch.inference_mode():
+            want = ref_snake(view)
+            got = fast_snake(view.clone() if view is base else view, inplace=inplace)
+        assert torch.equal(got, want)
