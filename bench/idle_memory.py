@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from common import REPO, machine, process_memory, process_tree, write_result  # noqa: I001 - also puts the repo on sys.path
-from tests.support.serve_stack import free_port
+from serve_app.localdev.cluster import free_port
 
 TARGET_GIB = 3.0
 

@@ -58,7 +58,7 @@ def critical_path(t: dict) -> float:
 
 
 def run_ours(args, storage_dir: str) -> list[dict]:
-    from tests.support.serve_stack import config_args, merge, start_cluster, stop_cluster
+    from serve_app.localdev.cluster import config_args, merge, start_cluster, stop_cluster
 
     token = secrets.token_urlsafe(24)
     cluster = start_cluster(num_cpus=8, num_gpus=0, lean=True)  # Ray as `make serve` runs it
@@ -106,7 +106,7 @@ def run_baseline(args, storage_dir: str) -> list[dict]:
     from deployments.llm import LLMEngine
     from deployments.music import MusicEngine, MusicRequest
     from serve_app.storage import LocalStore
-    from tests.support.serve_stack import REPO, config_args
+    from serve_app.localdev.cluster import REPO, config_args
 
     torch.set_num_threads(1)
     # The same engine settings as the dev stack (configs/dev.yaml), with the bench's token budgets.

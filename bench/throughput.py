@@ -60,7 +60,7 @@ class RssSampler(threading.Thread):
 
 
 def app_args(storage_dir: str, music_replicas: int, concurrency: int) -> dict:
-    from tests.support.serve_stack import MODELS, config_args, merge
+    from serve_app.localdev.cluster import MODELS, config_args, merge
 
     return merge(config_args("configs/dev.yaml"), {
         "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "max_new_tokens_meta": 16},
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import tempfile
 
-    from tests.support.serve_stack import start_cluster, stop_cluster
+    from serve_app.localdev.cluster import start_cluster, stop_cluster
 
     token = secrets.token_urlsafe(24)
     results = []

@@ -13,8 +13,8 @@ import secrets  # noqa: E402
 
 import pytest  # noqa: E402
 
+from serve_app.localdev.cluster import MODELS, config_args, merge, start_cluster, stop_cluster  # noqa: E402
 from tests.support.fixtures import s3_env, s3_server  # noqa: E402,F401
-from tests.support.serve_stack import MODELS, config_args, merge, start_cluster, stop_cluster  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from serve_app.jobs import JobStore
+from serve_app.localdev.cluster import REPO, free_port
+from serve_app.localdev.processes import process_tree
 from tests.conftest import fast_app_args
-from tests.support.processes import process_tree
-from tests.support.serve_stack import REPO, free_port
 
 pytestmark = pytest.mark.serve
 

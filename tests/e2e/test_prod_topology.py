@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.serve_stack import MODELS, REPO
+from serve_app.localdev.cluster import MODELS, REPO
 
 pytestmark = pytest.mark.serve
 

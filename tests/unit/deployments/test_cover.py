@@ -9,7 +9,7 @@ from PIL import Image
 
 from deployments.config import CoverArgs
 from deployments.cover import CoverEngine, CoverRequest, cover_prompt
-from tests.support.serve_stack import MODELS
+from serve_app.localdev.cluster import MODELS
 
 
 @pytest.fixture(scope="module")

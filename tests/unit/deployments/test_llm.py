@@ -18,7 +18,7 @@ from deployments.llm import (
     meta_completion,
     tags_completion,
 )
-from tests.support.serve_stack import MODELS
+from serve_app.localdev.cluster import MODELS
 
 DESCRIPTIONS = [
     ("an upbeat synthwave song about driving through a neon city at night", False),

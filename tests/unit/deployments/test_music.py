@@ -9,7 +9,7 @@ import pytest
 from deployments.audio_codec import decode
 from deployments.config import MusicArgs
 from deployments.music import MusicEngine, MusicRequest, SongCancelled
-from tests.support.serve_stack import MODELS
+from serve_app.localdev.cluster import MODELS
 
 FRAME = 1920  # samples per latent frame at 48 kHz
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-from tests.support.serve_stack import MODELS, REPO
+from serve_app.localdev.cluster import MODELS, REPO
 
 SCRIPT = """
 import json, sys

@@ -10,7 +10,7 @@ from diffusers.models.autoencoders.autoencoder_oobleck import OobleckDecoder, Sn
 from deployments import oobleck
 from deployments.config import MusicArgs
 from deployments.music import MusicEngine, MusicRequest
-from tests.support.serve_stack import MODELS
+from serve_app.localdev.cluster import MODELS
 
 VAE_DIR = MODELS / "acestep-v15-turbo-kit" / "vae"
 

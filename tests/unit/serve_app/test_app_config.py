@@ -8,8 +8,8 @@ import yaml
 from serve_app.app import build_app
 from serve_app.args import AppArgs
 from serve_app.auth import MissingSecret
+from serve_app.localdev.cluster import REPO
 from serve_app.storage import StorageConfigError
-from tests.support.serve_stack import REPO
 
 CONFIGS = ["configs/dev.yaml", "configs/prod.yaml", "configs/prod-multi-gpu.yaml"]
 GOOD_ENV = {

@@ -1,6 +1,8 @@
-"""A real local Ray cluster and Serve HTTP proxy for the tests, with the app deployed from a config.
+"""A real local Ray cluster and Serve HTTP proxy, with the app deployed from a config.
 
-One cluster per test session (Ray takes ~5 s to start); apps are deployed onto it by name.
+For tests, benchmarks and `make serve`-style local runs, never the production path (see
+`serve_app.localdev`). The tests start one cluster per session (Ray takes ~5 s to start); apps
+are deployed onto it by name.
 `ray.init(address="local")` always starts a fresh cluster of our own, so a developer's running
 `make serve` is never touched, and nothing here calls `ray stop`.
 """
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # the checkout (an editable install: `make setup`)
 MODELS = REPO / "models"
 
 

@@ -1,0 +1,38 @@
+"""The process tree below a pid, read from /proc (Linux): what a stack started by one command owns.
+
+For tests, benchmarks and `make serve`-style local runs, never the production path (see
+`serve_app.localdev`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def stat_fields(pid: int | str) -> list[str]:
+    """The fields of `/proc/<pid>/stat` after the command name: [0] is the state, [1] the parent
+    pid, [11] and [12] user and system CPU ticks (`man 5 proc` numbers them from 3).
+
+    The name sits in parentheses and may itself hold spaces and ')', so the split is at the last ')'.
+    Raises OSError for a process that is gone.
+    """
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it."""
+    parent: dict[int, int] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                parent[int(p.name)] = int(stat_fields(p.name)[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == pid and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sorted(tree)
