@@ -1,4 +1,6 @@
-"""Shared bench plumbing: a local stack, percentiles, process memory, result files."""
+"""Shared bench plumbing: paths, git, percentiles, process memory and CPU from /proc, Markdown
+tables, result files. The local Ray cluster helpers are serve_app.localdev's (shared with the tests).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +9,18 @@ import json
 import os
 import platform
 import subprocess
-import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from serve_app.localdev.processes import process_tree, stat_fields
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout the benchmarks run from
 RESULTS = REPO / "bench" / "results"
-sys.path.insert(0, str(REPO))
 
-from serve_app.localdev.processes import process_tree  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+def git(*args: str) -> str:
+    """`git ARGS` in the repository, its stdout stripped (raises OSError / SubprocessError)."""
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20).stdout.strip()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -32,9 +34,8 @@ def pct(values: list[float], q: float) -> float:
 
 def machine() -> dict:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
+        commit = git("rev-parse", "--short", "HEAD")
+    except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return {"machine": f"{platform.machine()} {os.cpu_count()} cores, {_mem_gib():.0f} GiB, no GPU",
             "commit": commit, "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -67,12 +68,26 @@ def stack_rss(pids) -> int:
     return total
 
 
+def self_rss() -> dict[str, int | None]:
+    """This process's RSS now and its peak RSS (VmHWM) from /proc/self/status; None where unreadable."""
+    out: dict[str, int | None] = {"rss_bytes": None, "rss_peak_bytes": None}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out["rss_bytes"] = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                out["rss_peak_bytes"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return out
+
+
 def stack_cpu_seconds(pids=None) -> float:
     """User + system CPU seconds used so far by `pids` (default: this driver and its Ray cluster)."""
     tick, total = os.sysconf("SC_CLK_TCK"), 0
     for p in ray_pids() if pids is None else pids:
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(p)
             total += int(fields[11]) + int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
@@ -120,3 +135,19 @@ def write_result(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def md_row(cells: Iterable[object]) -> str:
+    """One Markdown table row: `| a | b |`; an empty cell is `| |`."""
+    return "|" + "|".join(f" {c} " if c != "" else " " for c in cells) + "|"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Iterable[object]], align: str | None = None) -> list[str]:
+    """A Markdown table as lines: the header, the separator, the rows. `align` has one letter per
+    column: `l` (`---`, the default) or `r` (`---:`, right-aligned numbers)."""
+    align = align or "l" * len(header)
+    if len(align) != len(header):
+        raise ValueError(f"align {align!r} does not match {len(header)} columns")
+    return [md_row(header), "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|",
+            *(md_row(r) for r in rows)]
+

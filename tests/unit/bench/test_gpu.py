@@ -1,6 +1,6 @@
-"""bench/gpu_full_size.py in its CPU mode: the same code as the GPU benchmark at a reduced size.
+"""bench/gpu (`python -m bench.gpu`) in its CPU mode: the same code as the GPU benchmark at a reduced size.
 
-One run of `bench/gpu_full_size.py --size reduced --device cpu` (a subprocess, one torch thread)
+One run of `python -m bench.gpu --size reduced --device cpu` (a subprocess, one torch thread)
 builds every model folder, loads it through the project's engines and measures them; the tests
 read its JSON. The full-size parameter counts in it come from models built on the meta device.
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "bench" / "gpu_full_size.py"
 
 # Published full-size parameter counts (model cards / reports), independent of bench/model_configs.
 PUBLISHED = {
@@ -36,7 +35,7 @@ ACESTEP_XL_NOMINAL = 4.0e9  # "XL (4B DiT)", ACE-Step 1.5 v0.1.6 release notes
 def _run(args: list[str], out: Path, timeout: float) -> tuple[dict, str, float]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(out)], cwd=REPO, env=env,
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu", *args, "--out", str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
     wall = time.monotonic() - t0
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
