@@ -8,7 +8,7 @@ Then it makes `--songs` songs (description mode: every engine runs) and measures
 idle: what a used dev server holds between songs. Prints one row per process and the totals;
 `--plain` measures plain `serve run` instead, for comparison.
 
-    .venv/bin/python bench/idle_memory.py [--plain] [--settle 15] [--songs 3]
+    .venv/bin/python -m bench.idle_memory [--plain] [--settle 15] [--songs 3]
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from common import REPO, machine, process_memory, process_tree, write_result  # noqa: I001 - also puts the repo on sys.path
-from serve_app.localdev.cluster import free_port
+if __package__ in (None, ""):  # run as a file (`python bench/idle_memory.py`): `bench` needs the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import REPO, machine, md_table, process_memory, process_tree, write_result  # noqa: E402
+from serve_app.localdev.cluster import free_port  # noqa: E402
 
 TARGET_GIB = 3.0
 
@@ -35,6 +37,23 @@ TARGET_GIB = 3.0
 def measure(pid: int) -> list[dict]:
     rows = [m for p in process_tree(pid) if (m := process_memory(p))]
     return sorted(rows, key=lambda r: -r["rss"])
+
+
+def table(rows: list[dict], used: dict[int, dict]) -> str:
+    """One row per process (idle, and after the songs: `used`, by pid), then the totals."""
+    mib = 2**20
+
+    def total(ps, key):
+        return sum(r.get(key, 0) for r in ps) / mib
+
+    lines = md_table(["process", "idle RSS (MiB)", "idle PSS (MiB)", "used RSS (MiB)", "used PSS (MiB)"], [
+        *([r["name"], f"{r['rss'] / mib:.0f}", f"{r.get('pss', 0) / mib:.0f}",
+           f"{used.get(r['pid'], {}).get('rss', 0) / mib:.0f}", f"{used.get(r['pid'], {}).get('pss', 0) / mib:.0f}"]
+          for r in rows),
+        ["**total**", *(f"**{total(ps, key):.0f}**" for ps, key in ((rows, "rss"), (rows, "pss"),
+                                                                    (used.values(), "rss"), (used.values(), "pss")))],
+    ])
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -101,12 +120,7 @@ def main() -> int:
     label = "plain `serve run`" if args.plain else "`make serve` (serve_app.local_run)"
     print(f"\n{label}: ready in {ready_s:.0f} s, {len(rows)} processes; idle = {args.settle:.0f} s after /health, "
           f"used = {args.settle:.0f} s after {args.songs} songs of {args.duration:g} s\n")
-    print("| process | idle RSS (MiB) | idle PSS (MiB) | used RSS (MiB) | used PSS (MiB) |\n|---|---|---|---|---|")
-    for r in rows:
-        u = used.get(r["pid"], {})
-        print(f"| {r['name']} | {r['rss'] / mib:.0f} | {r.get('pss', 0) / mib:.0f} | "
-              f"{u.get('rss', 0) / mib:.0f} | {u.get('pss', 0) / mib:.0f} |")
-    print(f"| **total** | **{rss / mib:.0f}** | **{pss / mib:.0f}** | **{used_rss / mib:.0f}** | **{used_pss / mib:.0f}** |")
+    print(table(rows, used))
     print(f"\nidle memory of the dev stack: RSS {rss / 2**30:.2f} GiB, PSS {pss / 2**30:.2f} GiB; after {args.songs} "
           f"songs: RSS {used_rss / 2**30:.2f} GiB, PSS {used_pss / 2**30:.2f} GiB (target < {TARGET_GIB:.0f} GiB)")
     write_result("idle_memory-plain" if args.plain else "idle_memory", {

@@ -1,6 +1,6 @@
 """Song path on this machine: our Serve composition against a seed-style baseline, same engines.
 
-    .venv/bin/python bench/song_path.py [--songs 20] [--duration 30]
+    .venv/bin/python -m bench.song_path [--songs 20] [--duration 30]
 
 Ours: `POST /generate-from-description` on the dev stack (SmolLM2 + kits, local storage), one
 song at a time. Per song: each stage's model time (recorded by the deployments), the critical
@@ -20,9 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine, pct, stack_memory, write_result  # noqa: I001 - also puts the repo on sys.path
-
 import httpx
+
+if __package__ in (None, ""):  # run as a file (`python bench/song_path.py`): `bench` needs the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import machine, md_table, pct, stack_memory, write_result  # noqa: E402
+from serve_app.localdev.cluster import REPO, config_args, merge, start_cluster, stop_cluster  # noqa: E402
 
 DESCRIPTIONS = [
     "an upbeat synthwave song about driving through a neon city at night",
@@ -58,8 +61,6 @@ def critical_path(t: dict) -> float:
 
 
 def run_ours(args, storage_dir: str) -> list[dict]:
-    from serve_app.localdev.cluster import config_args, merge, start_cluster, stop_cluster
-
     token = secrets.token_urlsafe(24)
     cluster = start_cluster(num_cpus=8, num_gpus=0, lean=True)  # Ray as `make serve` runs it
     try:
@@ -106,7 +107,6 @@ def run_baseline(args, storage_dir: str) -> list[dict]:
     from deployments.llm import LLMEngine
     from deployments.music import MusicEngine, MusicRequest
     from serve_app.storage import LocalStore
-    from serve_app.localdev.cluster import REPO, config_args
 
     torch.set_num_threads(1)
     # The same engine settings as the dev stack (configs/dev.yaml), with the bench's token budgets.
@@ -182,18 +182,18 @@ def summarize(ours: list[dict], base: list[dict]) -> dict:
 
 def table(s: dict) -> str:
     o, b = s["ours"], s["baseline"]
-    rows = [
-        "| metric | p50 | p95 |", "|---|---|---|",
-        f"| ours: end-to-end (s) | {o['e2e_s']['p50']:.2f} | {o['e2e_s']['p95']:.2f} |",
-        f"| ours: critical path (s) | {o['critical_path_s']['p50']:.2f} | {o['critical_path_s']['p95']:.2f} |",
-        f"| ours: overhead (ms) | {1000 * o['overhead_s']['p50']:.0f} | {1000 * o['overhead_s']['p95']:.0f} |",
-        f"| ours: end-to-end / critical path | {o['e2e_over_critical']['p50']:.3f} | {o['e2e_over_critical']['p95']:.3f} |",
-        f"| seed-style baseline: end-to-end (s) | {b['e2e_s']['p50']:.2f} | {b['e2e_s']['p95']:.2f} |",
-        f"| ours / baseline | {s['ours_over_baseline']['p50']:.3f} | {s['ours_over_baseline']['p95']:.3f} |",
-    ]
-    rows += ["", "| stage (model time, s, p50) | ours | baseline |", "|---|---|---|"]
-    for k in ("tags", "lyrics", "music", "cover", "meta"):
-        rows.append(f"| {k} | {o['stages_s'][k]['p50']:.2f} | {b['stages_s'][k]['p50']:.2f} |")
+    rows = md_table(["metric", "p50", "p95"], [
+        ["ours: end-to-end (s)", f"{o['e2e_s']['p50']:.2f}", f"{o['e2e_s']['p95']:.2f}"],
+        ["ours: critical path (s)", f"{o['critical_path_s']['p50']:.2f}", f"{o['critical_path_s']['p95']:.2f}"],
+        ["ours: overhead (ms)", f"{1000 * o['overhead_s']['p50']:.0f}", f"{1000 * o['overhead_s']['p95']:.0f}"],
+        ["ours: end-to-end / critical path", f"{o['e2e_over_critical']['p50']:.3f}",
+         f"{o['e2e_over_critical']['p95']:.3f}"],
+        ["seed-style baseline: end-to-end (s)", f"{b['e2e_s']['p50']:.2f}", f"{b['e2e_s']['p95']:.2f}"],
+        ["ours / baseline", f"{s['ours_over_baseline']['p50']:.3f}", f"{s['ours_over_baseline']['p95']:.3f}"],
+    ])
+    rows += ["", *md_table(["stage (model time, s, p50)", "ours", "baseline"],
+                           ([k, f"{o['stages_s'][k]['p50']:.2f}", f"{b['stages_s'][k]['p50']:.2f}"]
+                            for k in ("tags", "lyrics", "music", "cover", "meta")))]
     return "\n".join(rows)
 
 

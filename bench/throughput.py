@@ -1,7 +1,7 @@
 """Throughput under load: songs/minute and latency percentiles at concurrency 1, 4, 8 and 16, with
 1 and 2 music replicas; zero errors required; idle and peak RSS of the whole stack.
 
-    .venv/bin/python bench/throughput.py [--duration 180] [--songs-per-level 16]
+    .venv/bin/python -m bench.throughput [--duration 180] [--songs-per-level 16]
 
 Songs go through the seed's `/generate-with-lyrics` (tags and lyrics given), so the music
 deployment is the bottleneck being scaled; the LLM (title/categories) is the tiny Qwen2 kit.
@@ -23,10 +23,15 @@ import secrets
 import sys
 import threading
 import time
-
-from common import machine, pct, ray_pids, stack_cpu_seconds, stack_memory, stack_rss, write_result  # noqa: I001
+from pathlib import Path
 
 import httpx
+
+if __package__ in (None, ""):  # run as a file (`python bench/throughput.py`): `bench` needs the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import (machine, md_table, pct, ray_pids, stack_cpu_seconds, stack_memory, stack_rss,  # noqa: E402
+                          write_result)
+from serve_app.localdev.cluster import MODELS, config_args, merge, start_cluster, stop_cluster  # noqa: E402
 
 LEVELS = (1, 4, 8, 16)
 
@@ -60,8 +65,6 @@ class RssSampler(threading.Thread):
 
 
 def app_args(storage_dir: str, music_replicas: int, concurrency: int) -> dict:
-    from serve_app.localdev.cluster import MODELS, config_args, merge
-
     return merge(config_args("configs/dev.yaml"), {
         "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "max_new_tokens_meta": 16},
                 "deployment": {"num_replicas": 1}},
@@ -102,6 +105,17 @@ def run_level(base: str, token: str, concurrency: int, songs: int, duration: flo
             "latency_s": {"p50": pct(latencies, 50), "p95": pct(latencies, 95), "p99": pct(latencies, 99)}}
 
 
+def table(results: list[dict]) -> str:
+    """One row per (music replicas, concurrency) level."""
+    return "\n".join(md_table(
+        ["music replicas", "concurrency", "songs/min", "p50 (s)", "p95 (s)", "p99 (s)", "errors", "CPU s/song",
+         "CPU ceiling (songs/min)", "peak RSS / PSS (GiB)"],
+        ([r["music_replicas"], r["concurrency"], f"{r['songs_per_min']:.1f}", f"{r['latency_s']['p50']:.2f}",
+          f"{r['latency_s']['p95']:.2f}", f"{r['latency_s']['p99']:.2f}", r["errors"], f"{r['cpu_s_per_song']:.2f}",
+          f"{r['cpu_ceiling_songs_per_min']:.1f}", f"{r['peak_rss_gib']:.2f} / {r['peak_pss_gib']:.2f}"]
+         for r in results)))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=180.0, help="Seconds of audio per song (API default 180).")
@@ -109,8 +123,6 @@ def main(argv=None) -> int:
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="Music replica counts to test.")
     args = p.parse_args(argv)
     import tempfile
-
-    from serve_app.localdev.cluster import start_cluster, stop_cluster
 
     token = secrets.token_urlsafe(24)
     results = []
@@ -147,14 +159,7 @@ def main(argv=None) -> int:
             checks.append(r["errors"] == 0 and r["songs_per_min"] >= target)
     out = {**machine(), "duration_s": args.duration, "single_song_rate_per_min": single, "levels": results}
     path = write_result("throughput" if args.duration == 180 else f"throughput-{args.duration:g}s", out)
-    print("\n| music replicas | concurrency | songs/min | p50 (s) | p95 (s) | p99 (s) | errors | CPU s/song | "
-          "CPU ceiling (songs/min) | peak RSS / PSS (GiB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        lat = r["latency_s"]
-        print(f"| {r['music_replicas']} | {r['concurrency']} | {r['songs_per_min']:.1f} | {lat['p50']:.2f} | "
-              f"{lat['p95']:.2f} | {lat['p99']:.2f} | {r['errors']} | {r['cpu_s_per_song']:.2f} | "
-              f"{r['cpu_ceiling_songs_per_min']:.1f} | {r['peak_rss_gib']:.2f} / {r['peak_pss_gib']:.2f} |")
+    print("\n" + table(results))
     print(f"\nsingle-song rate: {single:.1f} songs/min; targets at concurrency 16 (0 errors, >= 0.8 x replicas x "
           f"single rate): {'MET' if all(checks) else 'NOT MET'}")
     for r in results:
