@@ -8,17 +8,20 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from serve_app.credentials import MissingSecret
 from serve_app.placeholders import is_placeholder
 
 MIN_TOKEN_CHARS = 16
 
 
-class MissingSecret(RuntimeError):
-    """A required secret is unset or still a placeholder; the app refuses to start."""
-
-
 def digest(token: str) -> bytes:
+    """SHA-256 of a bearer token: what replicas hold and compare instead of the token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def owner_digest(token: str) -> str:
+    """The owner id jobs are stored under: the token's digest in hex (never the token)."""
+    return digest(token).hex()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ and runs this replica's job workers and webhook sender."""
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 import os
 from dataclasses import dataclass
 
@@ -14,30 +14,54 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.api import Services, create_api
 from serve_app.args import JobsArgs, RateLimitArgs
 from serve_app.auth import TokenDigests
-from serve_app.composer import SongComposer
-from serve_app.jobs import JobStore
+from serve_app.credentials import DevSecrets, ReplicaSecrets, SecretNames
+from serve_app.jobs.runner import JobRunner, RunnerSettings
+from serve_app.jobs.store import JobStore
+from serve_app.jobs.urlguard import check_webhook_url
+from serve_app.jobs.webhooks import WebhookSender
 from serve_app.metrics import song_metrics
-from serve_app.runner import JobRunner, RunnerSettings
-from serve_app.storage import StorageArgs, make_store
-from serve_app.webhooks import WebhookSender
+from serve_app.songs import MetricsObserver, RayHandles, SongComposer
+from serve_app.storage import SignedLinks, StorageArgs, make_store
+from serve_app.storage.config import ENV_SIGNING_SECRET
 
-logger = logging.getLogger("ray.serve")
+QUEUE_GAUGE_PERIOD_S = 5.0
 
 
 @dataclass
 class IngressConfig:
-    """Everything an ingress replica needs; secrets arrive here as digests or dev-only values."""
+    """Everything an ingress replica needs; secrets arrive as digests or dev-only generated values."""
 
     storage: StorageArgs
-    signing_secret: bytes
+    dev_secrets: DevSecrets
     tokens: TokenDigests
     song_timeout_s: float
     health_timeout_s: float
     jobs: JobsArgs
     jobs_default_url: str  # the embedded SQLite file; the env var named in `jobs` wins
-    webhook_secret: bytes | None  # dev only; production reads jobs.webhook_secret_env
     max_body_bytes: int
     rate_limit: RateLimitArgs
+
+    @staticmethod
+    def secret_names(jobs: JobsArgs, storage: StorageArgs) -> SecretNames:
+        return SecretNames(webhook=jobs.webhook_secret_env,
+                           storage=ENV_SIGNING_SECRET if storage.backend == "local" else None)
+
+
+def job_store(jobs: JobsArgs, default_url: str) -> JobStore:
+    return JobStore(
+        os.environ.get(jobs.database_url_env) or default_url,
+        lease_s=jobs.lease_s,
+        max_queued=jobs.max_queued,
+        max_attempts=jobs.max_attempts,
+        webhook_max_attempts=jobs.webhook_max_attempts,
+        webhook_backoff_base_s=jobs.webhook_backoff_base_s,
+    )
+
+
+def runner_settings(jobs: JobsArgs) -> RunnerSettings:
+    return RunnerSettings(concurrency=jobs.concurrency, poll_interval_s=jobs.poll_interval_s,
+                          heartbeat_s=jobs.heartbeat_s, drain_timeout_s=jobs.drain_timeout_s,
+                          retry_base_s=jobs.retry_base_s)
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=256)
@@ -46,59 +70,33 @@ class Ingress:
     async def __init__(
         self, llm: DeploymentHandle, music: DeploymentHandle, cover: DeploymentHandle, config: IngressConfig
     ):
-        self.store = make_store(config.storage, signing_secret=config.signing_secret)
-        jobs_cfg = config.jobs
-        self.jobs = JobStore(
-            os.environ.get(jobs_cfg.database_url_env) or config.jobs_default_url,
-            lease_s=jobs_cfg.lease_s,
-            max_queued=jobs_cfg.max_queued,
-            max_attempts=jobs_cfg.max_attempts,
-            webhook_max_attempts=jobs_cfg.webhook_max_attempts,
-            webhook_backoff_base_s=jobs_cfg.webhook_backoff_base_s,
-        )
-        composer = SongComposer(llm, music, cover, self.store, key_prefix=config.storage.key_prefix)
-        self.runner = JobRunner(
-            self.jobs,
-            composer,
-            RunnerSettings(
-                concurrency=jobs_cfg.concurrency,
-                poll_interval_s=jobs_cfg.poll_interval_s,
-                heartbeat_s=jobs_cfg.heartbeat_s,
-                drain_timeout_s=jobs_cfg.drain_timeout_s,
-                retry_base_s=jobs_cfg.retry_base_s,
-            ),
-        )
-        webhook_secret = os.environ.get(jobs_cfg.webhook_secret_env, "").encode() or config.webhook_secret
-        self.webhooks = WebhookSender(self.jobs, webhook_secret, self.runner.worker_id, url_guard=self._webhook_guard)
-        self._allow_private = jobs_cfg.allow_private_webhooks
+        secrets = ReplicaSecrets.resolve(IngressConfig.secret_names(config.jobs, config.storage), config.dev_secrets)
+        self.store = make_store(config.storage, signing_secret=secrets.storage)
+        self.jobs = job_store(config.jobs, config.jobs_default_url)
+        models = RayHandles(llm, music, cover)
+        composer = SongComposer(models, self.store, key_prefix=config.storage.key_prefix,
+                                observers=(MetricsObserver(),))
+        self.runner = JobRunner(self.jobs, composer, runner_settings(config.jobs))
+        url_guard = functools.partial(check_webhook_url, allow_private=config.jobs.allow_private_webhooks)
+        self.webhooks = WebhookSender(self.jobs.webhooks, secrets.webhook, self.runner.worker_id, url_guard=url_guard)
         self.services = Services(
             store=self.store,
             jobs=self.jobs,
             runner=self.runner,
             webhooks=self.webhooks,
             tokens=config.tokens,
-            probes={
-                "llm": llm.ready.remote,
-                "music": music.ready.remote,
-                "cover": cover.ready.remote,
-                "storage": self._storage_ready,
-                "jobs": self._jobs_ready,
-            },
+            probes={**models.probes(), "storage": self._storage_ready, "jobs": self._jobs_ready},
+            url_guard=url_guard,
             url_ttl_s=config.storage.url_ttl_s,
             song_timeout_s=config.song_timeout_s,
             health_timeout_s=config.health_timeout_s,
-            allow_private_webhooks=jobs_cfg.allow_private_webhooks,
             max_body_bytes=config.max_body_bytes,
             rate_limit=config.rate_limit,
+            links=self.store if isinstance(self.store, SignedLinks) else None,
         )
         self.runner.start()
         self.webhooks.start()
         self._gauges = asyncio.get_running_loop().create_task(self._report_queue_depth())
-
-    async def _webhook_guard(self, url: str) -> None:
-        from serve_app.netguard import check_webhook_url
-
-        await check_webhook_url(url, allow_private=self._allow_private)
 
     async def _storage_ready(self) -> str:
         await self.store.check()
@@ -116,7 +114,7 @@ class Ingress:
                 metrics.queue_depth.set(counts.get("queued", 0))
             except Exception:  # noqa: BLE001 - a metric must never take the replica down
                 pass
-            await asyncio.sleep(5)
+            await asyncio.sleep(QUEUE_GAUGE_PERIOD_S)
 
     def __serve_build_asgi_app__(self):
         return create_api(self.services)

@@ -1,12 +1,17 @@
-"""Durable asynchronous song jobs: the store the HTTP routes, job workers and webhook sender
-sit on. See ``store.py`` for the concurrency model and ``JobStore`` for the API.
+"""Song jobs: the durable store (jobs, events, webhook deliveries), the workers that run them
+(`runner.py`), the webhook sender (`webhooks.py`) and its URL guard (`urlguard.py`).
 
-    from serve_app.jobs import JobStore, owner_digest
+    from serve_app.jobs import JobStore
+    from serve_app.auth import owner_digest
     store = JobStore("sqlite:///var/jobs.db")          # or postgresql+psycopg://...
-    job, created = store.create(owner_digest(token), "description", {"description": "..."})
+    job, created = store.create(owner_digest(token), "description", {"full_described_song": "..."})
+
+The database layer: `db.py` (engines and transactions), `tables.py` (the tables), `migrations/`.
 """
 
 from __future__ import annotations
+
+from serve_app.auth import owner_digest
 
 from .errors import (
     IdempotencyConflict,
@@ -16,16 +21,12 @@ from .errors import (
     QueueFull,
     StoreUnavailable,
 )
-from .models import MODES, STAGES, STATUSES, TERMINAL_STATUSES
 from .records import Event, Job, Lease, WebhookAttempt, WebhookDelivery
 from .store import JobStore
-from .util import owner_digest, request_hash
+from .util import request_hash
+from .webhook_store import WebhookStore
 
 __all__ = [
-    "MODES",
-    "STAGES",
-    "STATUSES",
-    "TERMINAL_STATUSES",
     "Event",
     "IdempotencyConflict",
     "InvalidCursor",
@@ -38,6 +39,7 @@ __all__ = [
     "StoreUnavailable",
     "WebhookAttempt",
     "WebhookDelivery",
+    "WebhookStore",
     "owner_digest",
     "request_hash",
 ]

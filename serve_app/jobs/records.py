@@ -9,7 +9,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from .models import TERMINAL_STATUSES
+from serve_app.vocabulary import TERMINAL_STATUSES
+
 from .util import iso
 
 

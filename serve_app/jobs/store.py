@@ -1,7 +1,7 @@
 """Durable job store: songs as asynchronous jobs, their event log, and webhook deliveries.
 
 Backends: an SQLite file (``sqlite:///var/jobs.db``, the embedded default; several processes
-may share it) or PostgreSQL via psycopg 3 (``postgresql+psycopg://...``). See ``engine.py``.
+may share it) or PostgreSQL via psycopg 3 (``postgresql+psycopg://...``). See ``db.py``.
 
 Concurrency model
 - Every public method is synchronous, thread-safe and runs one short transaction on a pooled
@@ -25,11 +25,10 @@ with the password hidden), ``IdempotencyConflict``, ``QueueFull``, ``InvalidCurs
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,46 +46,29 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 
-from .engine import BEGIN_OPTION, make_engine
-from .errors import IdempotencyConflict, QueueFull, StoreUnavailable
+from serve_app.vocabulary import JOB_STAGES, JOB_STATUSES, SONG_MODES, TERMINAL_STATUSES
+
+from .db import Database
+from .errors import IdempotencyConflict, QueueFull
 from .migrations import upgrade
-from .models import (
-    MODES,
-    STAGES,
-    STATUSES,
-    TERMINAL_STATUSES,
-    UTCDateTime,
-    job_events,
-    jobs,
-    webhook_attempts,
-    webhook_deliveries,
-)
-from .records import Event, Job, Lease, WebhookAttempt, WebhookDelivery
+from .records import Event, Job, Lease
+from .tables import UTCDateTime, job_events, jobs, webhook_attempts, webhook_deliveries
 from .util import (
     as_utc,
-    backoff_s,
     canonical_json,
     decode_cursor,
     encode_cursor,
     is_job_id,
     is_owner_digest,
     request_hash,
-    scrub,
-    utcnow,
+    truncate_text,
 )
+from .webhook_store import WebhookStore
 
 log = logging.getLogger(__name__)
 
 _CREATE_LOCK_KEY = 0x736F6E67736D6372  # pg_advisory_xact_lock key serializing create()
-_MAX_TEXT = 4000  # error strings are truncated to this many characters
-_UNAVAILABLE_ERRORS = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
-    sa_exc.DisconnectionError,
-)
 
 
 def _ts(value: datetime) -> Any:
@@ -94,15 +76,8 @@ def _ts(value: datetime) -> Any:
     return literal(value, UTCDateTime())
 
 
-def _trunc(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = str(value)
-    return value if len(value) <= _MAX_TEXT else value[: _MAX_TEXT - 1] + "…"
-
-
 class JobStore:
-    """Durable queue + state of song jobs, their events and webhook deliveries."""
+    """Durable queue + state of song jobs and their events; `webhooks` holds their deliveries."""
 
     def __init__(
         self,
@@ -127,68 +102,27 @@ class JobStore:
             raise ValueError("lease_s must be > 0")
         if max_queued < 1 or max_attempts < 1 or webhook_max_attempts < 1:
             raise ValueError("max_queued, max_attempts and webhook_max_attempts must be >= 1")
-        parsed = make_url(url)
         self.lease_s = float(lease_s)
         self.max_queued = int(max_queued)
         self.max_attempts = int(max_attempts)
-        self.webhook_max_attempts = int(webhook_max_attempts)
-        self.webhook_backoff_base_s = float(webhook_backoff_base_s)
-        self.webhook_backoff_max_s = float(webhook_backoff_max_s)
-        self.webhook_jitter = float(webhook_jitter)
         self.default_job_duration_s = float(default_job_duration_s)
-        self._clock = clock or utcnow
-        self._password = parsed.password
-        self.url = parsed.render_as_string(hide_password=True)  # safe to log
-        self._engine = make_engine(
-            parsed, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
-            pool_size=pool_size,
-        )
-        self.backend = self._engine.dialect.name  # "sqlite" | "postgresql"
-        self._pg = self.backend == "postgresql"
+        self.db = Database(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
+                           pool_size=pool_size, clock=clock)
+        self.url, self.backend = self.db.url, self.db.backend
+        self.webhooks = WebhookStore(self.db, max_attempts=webhook_max_attempts,
+                                     backoff_base_s=webhook_backoff_base_s, backoff_max_s=webhook_backoff_max_s,
+                                     jitter=webhook_jitter)
         # create() takes an advisory lock on PostgreSQL: exact queue bound, no key races.
         # (Tests turn it off to exercise the IntegrityError fallback.)
         self._pg_serialize_creates = True
         if migrate:
-            with self._guard():
-                upgrade(self._engine)
+            with self.db.guard():
+                upgrade(self.db.engine)
 
     def __repr__(self) -> str:
         return f"JobStore({self.url!r})"
 
     # -- plumbing ------------------------------------------------------------------------------
-
-    def _now(self) -> datetime:
-        return as_utc(self._clock())
-
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        orig = getattr(exc, "orig", None) or exc
-        detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        detail = scrub(detail, self._password)[:300]
-        what = "busy" if "database is locked" in detail else "unavailable"
-        return StoreUnavailable(f"job store {what} ({self.url}): {detail}")
-
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except _UNAVAILABLE_ERRORS as exc:
-            raise self._unavailable(exc) from None
-        except sa_exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise self._unavailable(exc) from None
-            raise
-
-    @contextlib.contextmanager
-    def _tx(self, *, write: bool = True) -> Iterator[Connection]:
-        with self._guard(), self._engine.connect() as conn:
-            if not write:
-                conn = conn.execution_options(**{BEGIN_OPTION: "DEFERRED"})
-            with conn.begin():
-                yield conn
-
-    def _lock(self, stmt: Any, *, skip_locked: bool = False) -> Any:
-        """Row lock on PostgreSQL (SQLite already holds the database write lock)."""
-        return stmt.with_for_update(skip_locked=skip_locked) if self._pg else stmt
 
     def _lease_until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_s)
@@ -214,7 +148,7 @@ class JobStore:
         if result is not None:
             values["result"] = result
         if error is not None:
-            values["error"] = _trunc(error)
+            values["error"] = truncate_text(error)
         if status == "cancelled":
             values["cancel_requested"] = True
         row = conn.execute(update(jobs).where(where).values(**values).returning(*jobs.c)
@@ -230,29 +164,25 @@ class JobStore:
         data.update(extra or {})
         self._append_event(conn, job.id, job.last_event_seq, "status", data, now)
         if job.webhook_url:
-            conn.execute(insert(webhook_deliveries).values(
-                job_id=job.id, url=job.webhook_url, event=f"job.{status}", payload=job.public(),
-                status="pending", attempts=0, max_attempts=self.webhook_max_attempts,
-                next_attempt_at=now, created_at=now, updated_at=now,
-            ))
+            self.webhooks.enqueue(conn, job, now)
         return job
 
     # -- health --------------------------------------------------------------------------------
 
     def ping(self) -> None:
         """Round-trip to the database; raise ``StoreUnavailable`` if it is unreachable."""
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
         """Close pooled connections (also call in a forked child before using the store)."""
-        self._engine.dispose()
+        self.db.close()
 
     def counts(self) -> dict[str, int]:
         """Number of jobs per status (every status present, 0 when none)."""
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             rows = conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status)).all()
-        out = dict.fromkeys(STATUSES, 0)
+        out = dict.fromkeys(JOB_STATUSES, 0)
         out.update({status: int(n) for status, n in rows})
         return out
 
@@ -264,8 +194,8 @@ class JobStore:
         """Queue a job; return (job, created). Idempotent per owner+key; may raise QueueFull."""
         if not is_owner_digest(owner):
             raise ValueError("owner must be the SHA-256 hex digest of the API token (never the token)")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
+        if mode not in SONG_MODES:
+            raise ValueError(f"mode must be one of {SONG_MODES}")
         if not isinstance(request, dict):
             raise ValueError("request must be a dict")
         if idempotency_key is not None and not (
@@ -276,8 +206,8 @@ class JobStore:
             raise ValueError("webhook_url must be a non-empty string of <= 2048 characters")
         rhash = request_hash(mode, request, webhook_url)  # also proves it is JSON-serializable
         try:
-            with self._tx() as conn:
-                if self._pg and self._pg_serialize_creates:  # exact bound, no key races
+            with self.db.tx() as conn:
+                if self.db.pg and self._pg_serialize_creates:  # exact bound, no key races
                     conn.execute(text("SELECT pg_advisory_xact_lock(CAST(:k AS bigint))"),
                                  {"k": _CREATE_LOCK_KEY})
                 if idempotency_key is not None:
@@ -291,7 +221,7 @@ class JobStore:
                 ).scalar_one()
                 if queued >= self.max_queued:
                     raise QueueFull(self._retry_after(conn), queued)
-                now = self._now()
+                now = self.db.now()
                 row = conn.execute(insert(jobs).values(
                     id=uuid.uuid4().hex, owner=owner, mode=mode, request=request,
                     request_hash=rhash, idempotency_key=idempotency_key, webhook_url=webhook_url,
@@ -305,7 +235,7 @@ class JobStore:
             if idempotency_key is None:
                 raise
             # Lost a race with a concurrent create for the same owner+key: replay theirs.
-            with self._tx(write=False) as conn:
+            with self.db.tx(write=False) as conn:
                 existing = conn.execute(select(jobs).where(
                     jobs.c.owner == owner, jobs.c.idempotency_key == idempotency_key
                 )).mappings().first()
@@ -341,7 +271,7 @@ class JobStore:
         stmt = select(jobs).where(jobs.c.id == job_id)
         if owner is not None:
             stmt = stmt.where(jobs.c.owner == owner)
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             row = conn.execute(stmt).mappings().first()
         return None if row is None else Job.from_row(row)
 
@@ -354,7 +284,7 @@ class JobStore:
         if before is not None:
             stmt = stmt.where(jobs.c.pk < decode_cursor(before))
         stmt = stmt.order_by(jobs.c.pk.desc()).limit(limit + 1)
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             rows = conn.execute(stmt).mappings().all()
         page = [Job.from_row(r) for r in rows[:limit]]
         next_cursor = encode_cursor(page[-1].pk) if len(rows) > limit else None
@@ -364,7 +294,7 @@ class JobStore:
         """1-based position among queued jobs (1 = next to run); None when not queued."""
         if not is_job_id(job_id):
             return None
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             row = conn.execute(select(jobs.c.pk, jobs.c.status).where(jobs.c.id == job_id)).first()
             if row is None or row.status != "queued":
                 return None
@@ -377,7 +307,7 @@ class JobStore:
         """True once the owner asked to cancel the job (or it is already cancelled)."""
         if not is_job_id(job_id):
             return False
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             value = conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job_id)).scalar()
         return bool(value)
 
@@ -387,7 +317,7 @@ class JobStore:
             return []
         stmt = (select(job_events).where(job_events.c.job_id == job_id, job_events.c.seq > after_seq)
                 .order_by(job_events.c.seq).limit(max(1, int(limit))))
-        with self._tx(write=False) as conn:
+        with self.db.tx(write=False) as conn:
             return [Event.from_row(r) for r in conn.execute(stmt).mappings()]
 
     # -- worker side ------------------------------------------------------------------------
@@ -396,17 +326,17 @@ class JobStore:
         """Atomically take a lease-expired running job (resumed) or else the oldest queued one."""
         if not worker_id:
             raise ValueError("worker_id is required")
-        with self._tx() as conn:
-            now = self._now()
+        with self.db.tx() as conn:
+            now = self.db.now()
             for _ in range(1000):  # bounded: each iteration removes one candidate for good
                 resumed = True
-                row = conn.execute(self._lock(
+                row = conn.execute(self.db.lock(
                     select(jobs).where(jobs.c.status == "running", jobs.c.lease_expires_at <= now)
                     .order_by(jobs.c.lease_expires_at, jobs.c.pk).limit(1), skip_locked=True,
                 )).mappings().first()
                 if row is None:
                     resumed = False
-                    row = conn.execute(self._lock(
+                    row = conn.execute(self.db.lock(
                         select(jobs).where(jobs.c.status == "queued").order_by(jobs.c.pk).limit(1),
                         skip_locked=True,
                     )).mappings().first()
@@ -437,8 +367,8 @@ class JobStore:
 
     def heartbeat(self, job_id: str, worker_id: str) -> Lease:
         """Renew the lease and report HELD, CANCEL_REQUESTED (renewed) or LOST (stop now)."""
-        with self._tx() as conn:
-            now = self._now()
+        with self.db.tx() as conn:
+            now = self.db.now()
             row = conn.execute(update(jobs).where(self._holder(job_id, worker_id))
                                .values(lease_expires_at=self._lease_until(now))
                                .returning(jobs.c.cancel_requested)).first()
@@ -452,10 +382,10 @@ class JobStore:
 
     def set_stage(self, job_id: str, worker_id: str, stage: str) -> bool:
         """Enter ``stage`` (resets progress, renews the lease, appends a "stage" event)."""
-        if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}")
-        with self._tx() as conn:
-            now = self._now()
+        if stage not in JOB_STAGES:
+            raise ValueError(f"stage must be one of {JOB_STAGES}")
+        with self.db.tx() as conn:
+            now = self.db.now()
             seq = conn.execute(update(jobs).where(self._holder(job_id, worker_id)).values(
                 stage=stage, progress_step=None, progress_total=None,
                 lease_expires_at=self._lease_until(now), event_seq=jobs.c.event_seq + 1,
@@ -472,8 +402,8 @@ class JobStore:
             total is not None and (not isinstance(total, int) or total < 0)
         ):
             raise ValueError("step and total must be non-negative ints (total may be None)")
-        with self._tx() as conn:
-            now = self._now()
+        with self.db.tx() as conn:
+            now = self.db.now()
             row = conn.execute(update(jobs).where(self._holder(job_id, worker_id)).values(
                 progress_step=step, progress_total=total,
                 lease_expires_at=self._lease_until(now), event_seq=jobs.c.event_seq + 1,
@@ -492,8 +422,8 @@ class JobStore:
             raise ValueError(f"status must be one of {sorted(TERMINAL_STATUSES)}")
         if result is not None:
             canonical_json(result)  # fail before touching the database
-        with self._tx() as conn:
-            job = self._terminal(conn, self._holder(job_id, worker_id), status, self._now(),
+        with self.db.tx() as conn:
+            job = self._terminal(conn, self._holder(job_id, worker_id), status, self.db.now(),
                                  result=result, error=error)
         return job is not None
 
@@ -515,13 +445,13 @@ class JobStore:
         """
         event: dict[str, Any] = {"retry": True}
         if error is not None:
-            event["error"] = _trunc(error)
+            event["error"] = truncate_text(error)
         return self._requeue(job_id, worker_id, count_attempt=True, event=event)
 
     def _requeue(self, job_id: str, worker_id: str, *, count_attempt: bool, event: dict[str, Any]) -> bool:
-        with self._tx() as conn:
-            now = self._now()
-            row = conn.execute(self._lock(select(jobs).where(self._holder(job_id, worker_id)))
+        with self.db.tx() as conn:
+            now = self.db.now()
+            row = conn.execute(self.db.lock(select(jobs).where(self._holder(job_id, worker_id)))
                                ).mappings().first()
             if row is None:
                 return False
@@ -529,7 +459,7 @@ class JobStore:
                 return self._terminal(conn, jobs.c.pk == row["pk"], "cancelled", now) is not None
             values: dict[str, Any] = {}
             if not count_attempt:
-                greatest = func.greatest if self._pg else func.max
+                greatest = func.greatest if self.db.pg else func.max
                 values["attempts"] = greatest(jobs.c.attempts - 1, 0)
             seq = conn.execute(update(jobs).where(jobs.c.pk == row["pk"]).values(
                 status="queued", lease_owner=None, lease_expires_at=None, stage=None,
@@ -545,9 +475,9 @@ class JobStore:
         """Cancel: queued → cancelled now; running → cancel_requested; terminal → unchanged."""
         if not is_job_id(job_id):
             return None
-        with self._tx() as conn:
-            now = self._now()
-            row = conn.execute(self._lock(
+        with self.db.tx() as conn:
+            now = self.db.now()
+            row = conn.execute(self.db.lock(
                 select(jobs).where(jobs.c.id == job_id, jobs.c.owner == owner)
             )).mappings().first()
             if row is None:
@@ -569,7 +499,7 @@ class JobStore:
         cutoff = as_utc(finished_before)
         pending = exists().where(webhook_deliveries.c.job_id == jobs.c.id,
                                  webhook_deliveries.c.status == "pending")
-        with self._tx() as conn:
+        with self.db.tx() as conn:
             ids = select(jobs.c.id).where(
                 jobs.c.status.in_(sorted(TERMINAL_STATUSES)), jobs.c.finished_at < cutoff, ~pending,
             ).scalar_subquery()
@@ -579,85 +509,3 @@ class JobStore:
             conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.job_id.in_(ids)))
             conn.execute(delete(job_events).where(job_events.c.job_id.in_(ids)))
             return int(conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount or 0)
-
-    # -- webhooks -----------------------------------------------------------------------------
-
-    def claim_due_webhooks(self, worker_id: str, now: datetime | None = None,
-                           lease_s: float = 30.0, limit: int = 10) -> list[WebhookDelivery]:
-        """Atomically lease up to ``limit`` pending deliveries that are due (oldest first)."""
-        if not worker_id:
-            raise ValueError("worker_id is required")
-        d = webhook_deliveries
-        with self._tx() as conn:
-            now = as_utc(now) if now is not None else self._now()
-            ids = conn.execute(self._lock(
-                select(d.c.id).where(
-                    d.c.status == "pending", d.c.next_attempt_at <= now,
-                    or_(d.c.lease_owner.is_(None), d.c.lease_expires_at <= now),
-                ).order_by(d.c.next_attempt_at, d.c.id).limit(max(1, int(limit))),
-                skip_locked=True,
-            )).scalars().all()
-            if not ids:
-                return []
-            rows = conn.execute(update(d).where(d.c.id.in_(ids)).values(
-                lease_owner=worker_id, lease_expires_at=now + timedelta(seconds=lease_s),
-                updated_at=now,
-            ).returning(*d.c)).mappings().all()
-        out = [WebhookDelivery.from_row(r) for r in rows]
-        out.sort(key=lambda w: (w.next_attempt_at, w.id))
-        return out
-
-    def record_webhook_attempt(self, delivery_id: int, worker_id: str, *,
-                               status_code: int | None = None, error: str | None = None,
-                               duration_ms: int | None = None, give_up: bool = False,
-                               now: datetime | None = None) -> WebhookDelivery | None:
-        """Log one try (2xx and no error = delivered); else retry with backoff or give up after
-        ``max_attempts`` (or at once with ``give_up``). None if this worker holds no lease."""
-        d = webhook_deliveries
-        with self._tx() as conn:
-            now = as_utc(now) if now is not None else self._now()
-            row = conn.execute(self._lock(select(d).where(
-                d.c.id == delivery_id, d.c.lease_owner == worker_id, d.c.status == "pending",
-            ))).mappings().first()
-            if row is None:
-                return None
-            attempt = row["attempts"] + 1
-            conn.execute(insert(webhook_attempts).values(
-                delivery_id=delivery_id, attempt=attempt, job_id=row["job_id"], url=row["url"],
-                status_code=status_code, error=_trunc(error), duration_ms=duration_ms,
-                created_at=now,
-            ))
-            ok = error is None and status_code is not None and 200 <= status_code < 300
-            values: dict[str, Any] = {
-                "attempts": attempt, "last_status_code": status_code, "last_error": _trunc(error),
-                "lease_owner": None, "lease_expires_at": None, "updated_at": now,
-            }
-            if ok:
-                values.update(status="delivered", finished_at=now)
-            elif give_up or attempt >= row["max_attempts"]:
-                values.update(status="failed", finished_at=now)
-            else:
-                values["next_attempt_at"] = now + timedelta(seconds=self.webhook_backoff(attempt))
-            new = conn.execute(update(d).where(d.c.id == delivery_id).values(**values)
-                               .returning(*d.c)).mappings().one()
-        return WebhookDelivery.from_row(new)
-
-    def webhook_backoff(self, attempts_done: int) -> float:
-        """Seconds before the next try after ``attempts_done`` failed tries (exponential, jittered)."""
-        return backoff_s(attempts_done, base_s=self.webhook_backoff_base_s,
-                         max_s=self.webhook_backoff_max_s, jitter=self.webhook_jitter)
-
-    def webhook_deliveries(self, job_id: str) -> list[WebhookDelivery]:
-        """All webhook deliveries of a job, oldest first."""
-        d = webhook_deliveries
-        with self._tx(write=False) as conn:
-            rows = conn.execute(select(d).where(d.c.job_id == job_id).order_by(d.c.id)).mappings()
-            return [WebhookDelivery.from_row(r) for r in rows]
-
-    def webhook_attempts(self, delivery_id: int) -> list[WebhookAttempt]:
-        """The logged tries of one delivery, in order."""
-        a = webhook_attempts
-        with self._tx(write=False) as conn:
-            rows = conn.execute(select(a).where(a.c.delivery_id == delivery_id)
-                                .order_by(a.c.attempt)).mappings()
-            return [WebhookAttempt.from_row(r) for r in rows]

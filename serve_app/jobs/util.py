@@ -30,11 +30,6 @@ def request_hash(mode: str, request: dict[str, Any], webhook_url: str | None) ->
     return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
 
 
-def owner_digest(token: str) -> str:
-    """The owner id stored for an API token: SHA-256 hex of the token (never store the token)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def is_owner_digest(value: str) -> bool:
     return isinstance(value, str) and bool(_HEX64.match(value))
 
@@ -100,3 +95,13 @@ def scrub(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+MAX_TEXT = 4000  # stored error strings are cut to this many characters
+
+
+def truncate_text(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = str(value)
+    return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"

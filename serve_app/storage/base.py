@@ -17,6 +17,8 @@ import mimetypes
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 MAX_KEY_BYTES = 1024  # S3's own limit on key length (UTF-8 bytes)
 
@@ -218,3 +220,17 @@ class ObjectStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release client resources (connection pools); the store must not be used after."""
+
+
+@runtime_checkable
+class SignedLinks(Protocol):
+    """A store whose download links this service serves itself (the local backend; S3 presigns).
+
+    The ingress mounts its `/files` route only for a store with this interface.
+    """
+
+    def verify(self, key: str, expires: str | int, sig: str) -> Path:
+        """The file behind a valid, unexpired link; LinkExpired / LinkInvalid / ObjectNotFound otherwise."""
+        ...
+
+    def content_type(self, key: str) -> str: ...

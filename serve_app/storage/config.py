@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from serve_app.credentials import STORAGE_SIGNING_SECRET, secret_problem
+
 from .base import validate_prefix
 from .errors import StorageConfigError
 
@@ -24,10 +26,9 @@ ENV_BUCKET = "R2_BUCKET_NAME"
 ENV_ENDPOINT = "R2_ENDPOINT_URL"
 ENV_ACCESS_KEY = "R2_ACCESS_KEY_ID"
 ENV_SECRET_KEY = "R2_SECRET_ACCESS_KEY"
-ENV_SIGNING_SECRET = "STORAGE_SIGNING_SECRET"
+ENV_SIGNING_SECRET = STORAGE_SIGNING_SECRET
 
 MAX_PRESIGN_TTL_S = 7 * 86400  # SigV4 presigned URLs cannot outlive 7 days
-MIN_SIGNING_SECRET_BYTES = 16
 
 
 def _check_http_url(value: str, field_name: str) -> str:
@@ -222,8 +223,6 @@ def resolve_signing_secret(
             f"local storage needs a link-signing secret: set {ENV_SIGNING_SECRET} or pass "
             "signing_secret"
         )
-    if len(secret) < MIN_SIGNING_SECRET_BYTES:
-        raise StorageConfigError(
-            f"the link-signing secret must be at least {MIN_SIGNING_SECRET_BYTES} bytes"
-        )
+    if problem := secret_problem(ENV_SIGNING_SECRET, secret):
+        raise StorageConfigError(problem)
     return secret

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.webhooks import SIGNATURE_HEADER, verify
+from serve_app.jobs.webhooks import SIGNATURE_HEADER, verify
 
 pytestmark = pytest.mark.serve
 

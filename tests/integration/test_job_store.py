@@ -360,7 +360,7 @@ def test_repeatedly_abandoned_job_fails(make_store, clock: FakeClock) -> None:
     assert store.claim("w3") is None  # attempts exhausted: failed instead of resumed
     dead = store.get(job.id)
     assert dead.status == "failed" and "stopped responding" in dead.error
-    assert [d.event for d in store.webhook_deliveries(job.id)] == ["job.failed"]
+    assert [d.event for d in store.webhooks.deliveries(job.id)] == ["job.failed"]
 
 
 def test_release_returns_job_to_the_front_of_the_queue(store: JobStore) -> None:
@@ -414,7 +414,7 @@ def test_cancel_queued_running_terminal(store: JobStore) -> None:
     c1 = store.request_cancel(queued.id, ALICE)  # queued: cancelled at once
     assert c1.status == "cancelled" and c1.finished_at is not None and c1.cancel_requested
     assert _types(store, queued.id)[-1][1:] == ("status", {"status": "cancelled"})
-    assert [d.event for d in store.webhook_deliveries(queued.id)] == ["job.cancelled"]
+    assert [d.event for d in store.webhooks.deliveries(queued.id)] == ["job.cancelled"]
     assert store.claim("w1").id == running.id  # the cancelled job is never claimed
 
     assert store.request_cancel(running.id, BOB) is None
@@ -432,7 +432,7 @@ def test_cancel_queued_running_terminal(store: JobStore) -> None:
 
     done = store.get(running.id)
     assert store.request_cancel(running.id, ALICE) == done  # terminal: unchanged
-    assert len(store.webhook_deliveries(running.id)) == 1
+    assert len(store.webhooks.deliveries(running.id)) == 1
 
 
 def test_cancel_requested_job_of_a_dead_worker_is_cancelled_not_resumed(
@@ -503,30 +503,30 @@ def test_webhook_delivery_retries_with_backoff_then_gives_up(make_store, clock: 
     store = make_store(webhook_max_attempts=3, webhook_backoff_base_s=10, webhook_backoff_max_s=15)
     job = store.create(ALICE, "lyrics", REQ, webhook_url="https://example.com/h")[0]
     store.claim("w1")
-    assert store.claim_due_webhooks("s1") == []  # nothing until the job is terminal
+    assert store.webhooks.claim_due("s1") == []  # nothing until the job is terminal
     assert store.finish(job.id, "w1", status="succeeded", result={"ok": True})
     t0 = clock.now
 
-    [d] = store.claim_due_webhooks("s1", lease_s=30)
+    [d] = store.webhooks.claim_due("s1", lease_s=30)
     assert d.event == "job.succeeded" and d.url == "https://example.com/h" and d.attempts == 0
     assert d.payload["id"] == job.id and d.payload["status"] == "succeeded"
     assert "owner" not in d.payload
-    assert store.claim_due_webhooks("s2") == []  # leased by s1
+    assert store.webhooks.claim_due("s2") == []  # leased by s1
 
-    d1 = store.record_webhook_attempt(d.id, "s1", status_code=500, duration_ms=12)
+    d1 = store.webhooks.record_attempt(d.id, "s1", status_code=500, duration_ms=12)
     assert d1.status == "pending" and d1.attempts == 1 and d1.lease_owner is None
     assert d1.next_attempt_at == t0 + timedelta(seconds=10) and d1.last_status_code == 500
-    assert store.record_webhook_attempt(d.id, "s1", status_code=200) is None  # lease gone
-    assert store.claim_due_webhooks("s2", now=t0 + timedelta(seconds=9)) == []
-    [d] = store.claim_due_webhooks("s2", now=t0 + timedelta(seconds=10))
-    d2 = store.record_webhook_attempt(d.id, "s2", error="connect timeout",
+    assert store.webhooks.record_attempt(d.id, "s1", status_code=200) is None  # lease gone
+    assert store.webhooks.claim_due("s2", now=t0 + timedelta(seconds=9)) == []
+    [d] = store.webhooks.claim_due("s2", now=t0 + timedelta(seconds=10))
+    d2 = store.webhooks.record_attempt(d.id, "s2", error="connect timeout",
                                       now=t0 + timedelta(seconds=11))
     assert d2.attempts == 2 and d2.next_attempt_at == t0 + timedelta(seconds=11 + 15)  # capped
-    [d] = store.claim_due_webhooks("s1", now=t0 + timedelta(seconds=30))
-    d3 = store.record_webhook_attempt(d.id, "s1", status_code=503, now=t0 + timedelta(seconds=30))
+    [d] = store.webhooks.claim_due("s1", now=t0 + timedelta(seconds=30))
+    d3 = store.webhooks.record_attempt(d.id, "s1", status_code=503, now=t0 + timedelta(seconds=30))
     assert d3.status == "failed" and d3.attempts == 3 and d3.finished_at is not None
-    assert store.claim_due_webhooks("s1", now=t0 + timedelta(days=1)) == []
-    attempts = store.webhook_attempts(d.id)
+    assert store.webhooks.claim_due("s1", now=t0 + timedelta(days=1)) == []
+    attempts = store.webhooks.attempts(d.id)
     assert [(a.attempt, a.status_code, a.error) for a in attempts] == [
         (1, 500, None), (2, None, "connect timeout"), (3, 503, None)]
     assert attempts[0].duration_ms == 12 and attempts[0].job_id == job.id
@@ -540,24 +540,24 @@ def test_webhook_success_give_up_and_dead_sender(make_store, clock: FakeClock) -
         store.claim("w")
         store.finish(job.id, "w", status="succeeded")
         hooks.append(job.id)
-    batch = store.claim_due_webhooks("s1", lease_s=20, limit=2)
+    batch = store.webhooks.claim_due("s1", lease_s=20, limit=2)
     assert [d.job_id for d in batch] == hooks[:2]
-    ok = store.record_webhook_attempt(batch[0].id, "s1", status_code=204)
+    ok = store.webhooks.record_attempt(batch[0].id, "s1", status_code=204)
     assert ok.status == "delivered" and ok.attempts == 1 and ok.finished_at == clock.now
-    gone = store.record_webhook_attempt(batch[1].id, "s1", status_code=410, give_up=True)
+    gone = store.webhooks.record_attempt(batch[1].id, "s1", status_code=410, give_up=True)
     assert gone.status == "failed"
-    [third] = store.claim_due_webhooks("s1", lease_s=20)
+    [third] = store.webhooks.claim_due("s1", lease_s=20)
     clock.advance(21)  # sender s1 died holding the third delivery
-    [again] = store.claim_due_webhooks("s2", lease_s=20)
+    [again] = store.webhooks.claim_due("s2", lease_s=20)
     assert again.id == third.id and again.lease_owner == "s2"
-    assert store.record_webhook_attempt(third.id, "s1", status_code=200) is None
-    assert store.record_webhook_attempt(third.id, "s2", status_code=200).status == "delivered"
+    assert store.webhooks.record_attempt(third.id, "s1", status_code=200) is None
+    assert store.webhooks.record_attempt(third.id, "s2", status_code=200).status == "delivered"
     # Purge: terminal jobs with no pending delivery go, with their events and deliveries.
     clock.advance(10)
     live = store.create(ALICE, "lyrics", {"n": "live"})[0]
     assert store.purge(clock.now) == 3
     assert store.get(hooks[0]) is None and store.events(hooks[0]) == []
-    assert store.webhook_deliveries(hooks[0]) == [] and store.get(live.id) is not None
+    assert store.webhooks.deliveries(hooks[0]) == [] and store.get(live.id) is not None
 
 
 # -- owners, migrations, availability ------------------------------------------------------
@@ -600,7 +600,7 @@ def test_migrations_concurrent_first_start_and_idempotent(store_url: str) -> Non
             from alembic.runtime.migration import MigrationContext
 
             from serve_app.jobs.migrations import VERSION_TABLE
-            from serve_app.jobs.models import metadata
+            from serve_app.jobs.tables import metadata
 
             with engine.connect() as conn:
                 ctx = MigrationContext.configure(
@@ -669,7 +669,7 @@ def test_a_new_sqlite_file_waits_for_the_lock_it_needs_to_switch_to_wal(tmp_path
 
     from sqlalchemy.exc import OperationalError
 
-    from serve_app.jobs.engine import make_engine
+    from serve_app.jobs.db import make_engine
 
     path = tmp_path / "jobs.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -13,7 +13,7 @@ Adding a revision (dev machine)::
     .venv/bin/python -m serve_app.jobs.migrations heads
 
 Revisions must work on both SQLite and PostgreSQL: use ``op.batch_alter_table`` for ALTERs
-(env.py enables batch mode on SQLite). Update ``models.py`` in the same change.
+(env.py enables batch mode on SQLite). Update ``tables.py`` in the same change.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None: empty database)."""
     from alembic.runtime.migration import MigrationContext
 
-    from ..engine import BEGIN_OPTION
+    from ..db import BEGIN_OPTION
 
     with engine.connect() as conn:
         conn = conn.execution_options(**{BEGIN_OPTION: "DEFERRED"})
@@ -73,7 +73,7 @@ def upgrade(engine_or_url: Engine | str | URL, revision: str = "head") -> str | 
     from alembic import command
     from alembic.util import CommandError
 
-    from ..engine import is_managed_sqlite, make_engine
+    from ..db import is_managed_sqlite, make_engine
     from ..errors import MigrationError
 
     own = not isinstance(engine_or_url, Engine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from serve_app.jobs.migrations import VERSION_TABLE
-from serve_app.jobs.models import metadata
+from serve_app.jobs.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None or context.is_offline_mode():

@@ -32,7 +32,7 @@ def _app_openapi() -> dict:
 
     from serve_app.api import create_api
 
-    return create_api(SimpleNamespace(max_body_bytes=64 * 1024, rate_limit=None, tokens=None)).openapi()
+    return create_api(SimpleNamespace(max_body_bytes=64 * 1024, rate_limit=None, tokens=None, links=object())).openapi()
 
 
 OPENAPI = _app_openapi()

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from serve_app.schemas import MAX_LYRICS_CHARS
+from serve_app.api.schemas import MAX_LYRICS_CHARS
 
 pytestmark = pytest.mark.serve
 

@@ -7,7 +7,7 @@ import yaml
 
 from serve_app.app import build_app
 from serve_app.args import AppArgs
-from serve_app.auth import MissingSecret
+from serve_app.credentials import MissingSecret
 from serve_app.localdev.cluster import REPO
 from serve_app.storage import StorageConfigError
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from serve_app.args import RateLimitArgs
 from serve_app.auth import digest
-from serve_app.limits import BodySizeLimit, TokenBucketLimit, install_guards
+from serve_app.api.guards import BodySizeLimit, TokenBucketLimit, install_guards
 
 KEY = digest("a-token-for-the-bucket-tests")
 

@@ -353,7 +353,7 @@ def test_make_store_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     store = make_store(args, signing_secret=SECRET)
     assert isinstance(store, LocalStore) and store.backend_name == "local"
     assert store.signed_url("a.json").startswith("http://h:1/files/a.json?")
-    monkeypatch.setenv("STORAGE_SIGNING_SECRET", "from-env-secret-0123456789")
+    monkeypatch.setenv("STORAGE_SIGNING_SECRET", "from-env-secret-0123456789-abcdef-0123")
     assert isinstance(make_store(args), LocalStore)
 
 

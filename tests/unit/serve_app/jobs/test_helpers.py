@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from serve_app.jobs import InvalidCursor, Job, QueueFull, owner_digest, request_hash
-from serve_app.jobs.engine import make_engine
+from serve_app.jobs.db import make_engine
 from serve_app.jobs.migrations import head_revision
 from serve_app.jobs.util import (
     backoff_s,

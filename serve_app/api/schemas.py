@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-AudioFormat = Literal["wav", "flac", "mp3", "opus"]
+from serve_app.vocabulary import MAX_SEED, RANDOM_SEED, AudioFormat, JobStage, JobStatus, SongMode, SongModeName
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_DESCRIPTION_CHARS = 2000
@@ -32,7 +32,7 @@ class SongOptions(BaseModel):
         le=MAX_DURATION_S,
         description="Song length in seconds (ACE-Step 1.5 supports 10-600).",
     )
-    seed: int = Field(default=-1, ge=-1, le=2**31 - 1, description="-1 picks a random seed; the used seed is returned.")
+    seed: int = Field(default=RANDOM_SEED, ge=RANDOM_SEED, le=MAX_SEED, description="-1 picks a random seed; the used seed is returned.")
     guidance_scale: float | None = Field(
         default=None,
         ge=0.0,
@@ -124,21 +124,14 @@ class Health(BaseModel):
     deployments: dict[str, DeploymentHealth]
 
 
-class ErrorBody(BaseModel):
-    detail: str | list
-    message: str = Field(description="Human-readable summary of what to fix.")
-
-
 # ---------------------------------------------------------------- asynchronous song jobs
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobStage = Literal["writing", "painting", "composing", "encoding", "uploading"]
-JobMode = Literal["description", "lyrics", "described_lyrics"]
-MODE_BODIES: dict[str, type[SongOptions]] = {
-    "description": GenerateFromDescription,
-    "lyrics": GenerateWithLyrics,
-    "described_lyrics": GenerateWithDescribedLyrics,
+MODE_BODIES: dict[SongMode, type[SongOptions]] = {
+    SongMode.DESCRIPTION: GenerateFromDescription,
+    SongMode.LYRICS: GenerateWithLyrics,
+    SongMode.DESCRIBED_LYRICS: GenerateWithDescribedLyrics,
 }
+BODY_MODES: dict[type[SongOptions], SongMode] = {body: mode for mode, body in MODE_BODIES.items()}
 
 
 class SongCreate(SongOptions):
@@ -181,10 +174,10 @@ class SongCreate(SongOptions):
         return self
 
     @property
-    def mode(self) -> str:
+    def mode(self) -> SongMode:
         if self.full_described_song is not None:
-            return "description"
-        return "described_lyrics" if self.described_lyrics is not None else "lyrics"
+            return SongMode.DESCRIPTION
+        return SongMode.DESCRIBED_LYRICS if self.described_lyrics is not None else SongMode.LYRICS
 
     def song_request(self) -> dict:
         """The mode's own body (the seed endpoint's fields), as stored in the job."""
@@ -200,7 +193,7 @@ class JobProgress(BaseModel):
 class SongJobPublic(BaseModel):
     id: str
     status: JobStatus
-    mode: JobMode
+    mode: SongModeName
     stage: JobStage | None = Field(description="What the job is doing now (while running).")
     progress: JobProgress | None = Field(description="Diffusion step k of n while composing.")
     queue_position: int | None = Field(default=None, description="1 = next to start (while queued).")

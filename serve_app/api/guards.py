@@ -6,22 +6,14 @@ reads or parses its body.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
 
+from serve_app.api import errors
 from serve_app.auth import bearer_from_header, digest
 
 EXEMPT_PATHS = ("/health", "/files/", "/docs", "/openapi.json", "/redoc")
-
-
-async def _reply(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": message, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimit:
@@ -35,13 +27,13 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_big = f"request body exceeds {self.max_bytes} bytes"
+        too_big = errors.BodyTooLarge(self.max_bytes)
         if declared is not None:
             try:
                 if int(declared) > self.max_bytes:
-                    return await _reply(send, 413, too_big)
+                    return await errors.send(send, too_big)
             except ValueError:
-                return await _reply(send, 400, "invalid Content-Length")
+                return await errors.send(send, errors.BadContentLength())
         seen = 0
         started = refused = False
 
@@ -63,7 +55,7 @@ class BodySizeLimit:
                     # turns them into "400 error parsing the body"), so raising alone is not enough.
                     if not started and not refused:
                         refused = True
-                        await _reply(send, 413, too_big)
+                        await errors.send(send, too_big)
                     raise _TooLarge
             return message
 
@@ -72,7 +64,7 @@ class BodySizeLimit:
         except _TooLarge:
             if not started and not refused:
                 refused = True
-                await _reply(send, 413, too_big)
+                await errors.send(send, too_big)
 
 
 class _TooLarge(Exception):
@@ -121,9 +113,7 @@ class TokenBucketLimit:
         if token and (self.tokens is None or self.tokens.verify(token)):
             wait = self.take(digest(token))
             if wait > 0:
-                retry = str(max(1, math.ceil(wait)))
-                return await _reply(send, 429, f"rate limit exceeded; retry in {retry} s",
-                                    [(b"retry-after", retry.encode())])
+                return await errors.send(send, errors.RateLimited(max(1, math.ceil(wait))))
         await self.app(scope, receive, send)
 
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from serve_app.netguard import check_webhook_url
-from serve_app.webhooks import WebhookSender
+from serve_app.jobs.urlguard import check_webhook_url
+from serve_app.jobs.webhooks import WebhookSender
 
 INTERNAL = [
     "http://127.0.0.1/hook",
@@ -152,7 +152,7 @@ class _FakeStore:
     def __init__(self):
         self.attempts = []
 
-    def record_webhook_attempt(self, delivery_id, worker_id, **kw):
+    def record_attempt(self, delivery_id, worker_id, **kw):
         self.attempts.append(kw)
 
 

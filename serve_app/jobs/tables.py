@@ -30,11 +30,6 @@ from sqlalchemy.types import TypeDecorator
 
 from .util import as_utc
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-STAGES = ("writing", "composing", "painting", "encoding", "uploading")
-MODES = ("description", "lyrics", "described_lyrics")
-WEBHOOK_STATUSES = ("pending", "delivered", "failed")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -12,16 +12,20 @@ import asyncio
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
-from serve_app.composer import SongComposer, SongFailed, SongObserver
-from serve_app.jobs import Job, JobStore, Lease, StoreUnavailable
-from serve_app.schemas import MODE_BODIES
+from serve_app.songs import SongComposer, SongFailed, SongObserver, SongTask
+from serve_app.vocabulary import MAX_SEED
+
+from .errors import StoreUnavailable
+from .records import Job, Lease
+from .store import JobStore
 
 logger = logging.getLogger("ray.serve")
 
-MAX_SEED = 2**31 - 1
 MAX_RETRY_DELAY_S = 30.0
+CANCELLED_BY_CLIENT = "cancelled by the client"
 
 
 def job_seed(job: Job) -> int:
@@ -30,9 +34,8 @@ def job_seed(job: Job) -> int:
     return int(seed) if seed is not None and seed >= 0 else int(job.id[:8], 16) % MAX_SEED
 
 
-def song_body(job: Job):
-    body = MODE_BODIES[job.mode].model_validate(job.request)
-    return body.model_copy(update={"seed": job_seed(job)})
+def job_task(job: Job) -> SongTask:
+    return SongTask.from_request(job.mode, job.request).with_seed(job_seed(job))
 
 
 @dataclass
@@ -42,6 +45,32 @@ class RunnerSettings:
     heartbeat_s: float = 1.0
     drain_timeout_s: float = 10.0
     retry_base_s: float = 2.0
+
+
+class StopReason(Enum):
+    """Why a running job's task was cancelled: each ends differently."""
+
+    CANCEL = "cancel"  # the client asked: clean up, record `cancelled`
+    SHUTDOWN = "shutdown"  # this replica is stopping: hand the job back to the queue
+    LOST = "lost"  # another worker owns the job now: write nothing
+
+
+@dataclass
+class Run:
+    """One job running on this replica."""
+
+    job: Job
+    task: asyncio.Task | None = None
+    stop: StopReason | None = None
+    heartbeat: asyncio.Task | None = field(default=None, repr=False)
+
+    def halt(self, reason: StopReason) -> None:
+        """Cancel the job's task once: the first reason is the one that counts, and a job already
+        stopping is left to finish its clean-up (a second cancel would interrupt it)."""
+        if self.stop is None:
+            self.stop = reason
+            if self.task is not None:
+                self.task.cancel()
 
 
 class _StoreObserver(SongObserver):
@@ -62,9 +91,8 @@ class JobRunner:
         self.store, self.composer, self.settings = store, composer, settings
         # The pid lets operators (and the fault tests) tie a lease to an OS process.
         self.worker_id = worker_id or f"ingress-{os.getpid()}-{secrets.token_hex(4)}"
-        self._running: dict[str, asyncio.Task] = {}
-        self._stop_reason: dict[str, str] = {}
-        self._done: dict[str, asyncio.Event] = {}
+        self._runs: dict[str, Run] = {}
+        self._waiters: dict[str, asyncio.Event] = {}  # set when a job ends here (the seed's sync calls wait)
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
@@ -82,25 +110,27 @@ class JobRunner:
         """Graceful shutdown: stop claiming, let running songs finish briefly, hand the rest back."""
         self._stopping = True
         self._wake.set()
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=self.settings.drain_timeout_s)
-        for job_id, task in list(self._running.items()):
-            self._stop_reason[job_id] = "shutdown"
-            task.cancel()
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=10)
+        if self._runs:
+            await asyncio.wait(self._tasks(), timeout=self.settings.drain_timeout_s)
+        for run in list(self._runs.values()):
+            run.halt(StopReason.SHUTDOWN)
+        if self._runs:
+            await asyncio.wait(self._tasks(), timeout=10)
         if self._loop_task:
             self._loop_task.cancel()
 
     @property
     def running(self) -> list[str]:
-        return list(self._running)
+        return list(self._runs)
+
+    def _tasks(self) -> list[asyncio.Task]:
+        return [r.task for r in self._runs.values() if r.task is not None]
 
     # -- waiting for a job (the seed's synchronous endpoints) --
 
     async def wait(self, job_id: str, timeout_s: float) -> Job:
         """Until the job is terminal: woken at once when it ran here, else by polling the store."""
-        event = self._done.setdefault(job_id, asyncio.Event())
+        event = self._waiters.setdefault(job_id, asyncio.Event())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
@@ -116,16 +146,15 @@ class JobRunner:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            if job_id not in self._running:
-                self._done.pop(job_id, None)
+            if job_id not in self._runs:
+                self._waiters.pop(job_id, None)
 
     def cancel_local(self, job_id: str) -> bool:
         """Stop a job running on this replica at once (the store already records the request)."""
-        task = self._running.get(job_id)
-        if task is None:
+        run = self._runs.get(job_id)
+        if run is None:
             return False
-        self._stop_reason[job_id] = "cancel"
-        task.cancel()
+        run.halt(StopReason.CANCEL)
         return True
 
     # -- internals --
@@ -133,10 +162,11 @@ class JobRunner:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             try:
-                if len(self._running) < self.settings.concurrency:
+                if len(self._runs) < self.settings.concurrency:
                     job = await asyncio.to_thread(self.store.claim, self.worker_id)
                     if job is not None:
-                        self._running[job.id] = asyncio.get_running_loop().create_task(self._run(job))
+                        run = self._runs[job.id] = Run(job)
+                        run.task = asyncio.get_running_loop().create_task(self._run(run))
                         continue
             except StoreUnavailable as exc:
                 logger.warning("job store unavailable, will retry: %s", exc)
@@ -148,51 +178,51 @@ class JobRunner:
             except asyncio.TimeoutError:
                 pass
 
-    async def _run(self, job: Job) -> None:
-        task = asyncio.current_task()
-        hb = asyncio.get_running_loop().create_task(self._heartbeat(job.id, task))
+    async def _run(self, run: Run) -> None:
+        job = run.job
+        run.heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(run))
         extra = {"job_id": job.id}
         logger.info("job %s started (attempt %d)", job.id, job.attempts, extra=extra)
         try:
-            result = await self.composer.compose(song_body(job), song_id=job.id, observer=_StoreObserver(self, job.id))
-            await self._finish(job.id, status="succeeded", result=result)
+            result = await self.composer.compose(job_task(job), song_id=job.id, observer=_StoreObserver(self, job.id))
+            await self._finish(job.id, status="succeeded", result=result.to_dict())
         except asyncio.CancelledError:
-            reason = self._stop_reason.get(job.id, "shutdown")
-            if reason == "cancel":
+            reason = run.stop or StopReason.SHUTDOWN
+            if reason is StopReason.CANCEL:
                 await self.composer.remove_partial(job.id)
-                await self._finish(job.id, status="cancelled", error="cancelled by the client")
-            elif reason == "shutdown":
+                await self._finish(job.id, status="cancelled", error=CANCELLED_BY_CLIENT)
+            elif reason is StopReason.SHUTDOWN:
                 await asyncio.to_thread(self.store.release, job.id, self.worker_id)
                 logger.info("job %s handed back to the queue (replica stopping)", job.id, extra=extra)
-            # "lost": another worker owns the job now; write nothing.
+            # LOST: another worker owns the job now; write nothing.
         except SongFailed as exc:
             if exc.retryable and job.attempts < self.store.max_attempts:
-                await self._retry_later(job, exc)
+                await self._retry_later(run, exc)
             else:
                 await self._finish(job.id, status="failed", error=str(exc))
         except Exception as exc:  # noqa: BLE001
             logger.exception("job %s crashed", job.id, extra=extra)
             await self._finish(job.id, status="failed", error=f"internal error: {type(exc).__name__}")
         finally:
-            hb.cancel()
-            self._running.pop(job.id, None)
-            self._stop_reason.pop(job.id, None)
-            if (event := self._done.get(job.id)) is not None:
+            run.heartbeat.cancel()
+            self._runs.pop(job.id, None)
+            if (event := self._waiters.get(job.id)) is not None:
                 event.set()
             self.wake()
 
-    async def _retry_later(self, job: Job, exc: SongFailed) -> None:
+    async def _retry_later(self, run: Run, exc: SongFailed) -> None:
         """Back off (holding the lease), then queue the job again; its attempt counts."""
+        job = run.job
         delay = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2 ** (job.attempts - 1))
         logger.warning("job %s: %s; retry %d in %.1fs", job.id, exc, job.attempts + 1, delay,
                        extra={"job_id": job.id})
         try:
             await asyncio.sleep(delay)
         except asyncio.CancelledError:
-            if self._stop_reason.get(job.id) == "cancel":
-                await self._finish(job.id, status="cancelled", error="cancelled by the client")
+            if run.stop is StopReason.CANCEL:
+                await self._finish(job.id, status="cancelled", error=CANCELLED_BY_CLIENT)
                 return
-            if self._stop_reason.get(job.id) == "lost":
+            if run.stop is StopReason.LOST:
                 return
         await asyncio.to_thread(self.store.release_for_retry, job.id, self.worker_id, str(exc))
 
@@ -210,26 +240,19 @@ class JobRunner:
             held = await asyncio.to_thread(method, job_id, self.worker_id, *args)
         except StoreUnavailable:
             return  # progress is best effort; the heartbeat decides whether we still own the job
-        if not held:
-            self._lost(job_id)
+        if not held and (run := self._runs.get(job_id)) is not None:
+            run.halt(StopReason.LOST)
 
-    def _lost(self, job_id: str) -> None:
-        task = self._running.get(job_id)
-        if task is not None and job_id not in self._stop_reason:
-            self._stop_reason[job_id] = "lost"
-            task.cancel()
-
-    async def _heartbeat(self, job_id: str, task: asyncio.Task) -> None:
+    async def _heartbeat(self, run: Run) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
-                lease = await asyncio.to_thread(self.store.heartbeat, job_id, self.worker_id)
+                lease = await asyncio.to_thread(self.store.heartbeat, run.job.id, self.worker_id)
             except StoreUnavailable:
                 continue
             if lease is Lease.CANCEL_REQUESTED:
-                self._stop_reason.setdefault(job_id, "cancel")
-                task.cancel()
+                run.halt(StopReason.CANCEL)
                 return
             if lease is Lease.LOST:
-                self._lost(job_id)
+                run.halt(StopReason.LOST)
                 return

@@ -15,7 +15,9 @@ import time
 
 import httpx
 
-from serve_app.jobs import JobStore, StoreUnavailable, WebhookDelivery
+from .errors import StoreUnavailable
+from .records import WebhookDelivery
+from .webhook_store import WebhookStore
 
 logger = logging.getLogger("ray.serve")
 
@@ -41,7 +43,7 @@ def verify(secret: bytes, header: str, body: bytes, *, now: float | None = None)
 
 
 class WebhookSender:
-    def __init__(self, store: JobStore, secret: bytes, worker_id: str, *, poll_s: float = 1.0,
+    def __init__(self, store: WebhookStore, secret: bytes, worker_id: str, *, poll_s: float = 1.0,
                  timeout_s: float = 10.0, url_guard=None):
         self.store, self.secret, self.worker_id = store, secret, worker_id
         self.poll_s, self.url_guard = poll_s, url_guard
@@ -63,7 +65,7 @@ class WebhookSender:
     async def _loop(self) -> None:
         while True:
             try:
-                due = await asyncio.to_thread(self.store.claim_due_webhooks, self.worker_id)
+                due = await asyncio.to_thread(self.store.claim_due, self.worker_id)
                 await asyncio.gather(*(self._deliver(d) for d in due))
                 if due:
                     continue
@@ -97,5 +99,5 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
         duration_ms = int((time.perf_counter() - t0) * 1000)
-        await asyncio.to_thread(self.store.record_webhook_attempt, d.id, self.worker_id, status_code=status,
+        await asyncio.to_thread(self.store.record_attempt, d.id, self.worker_id, status_code=status,
                                 error=error, duration_ms=duration_ms, give_up=give_up)

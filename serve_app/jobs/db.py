@@ -18,11 +18,17 @@ import contextlib
 import functools
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
+
+from .errors import StoreUnavailable
+from .util import as_utc, scrub, utcnow
 
 BEGIN_OPTION = "songsmith_sqlite_begin"  # execution option: "IMMEDIATE" (default) | "DEFERRED"
 
@@ -115,3 +121,67 @@ def make_engine(
             pool_recycle=1800,
         )
     raise ValueError(f"unsupported job store backend {backend!r} (use sqlite or postgresql)")
+
+
+_UNAVAILABLE_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    sa_exc.DisconnectionError,
+)
+
+
+class Database:
+    """One pooled engine and the transaction rules every store on it follows.
+
+    The job store and the webhook store share one of these, so a job's terminal status and its
+    webhook delivery are written in the same transaction.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 10.0, connect_timeout_s: float = 5.0,
+                 pool_size: int = 5, clock: Callable[[], datetime] | None = None) -> None:
+        parsed = make_url(url)
+        self._clock = clock or utcnow
+        self._password = parsed.password
+        self.url = parsed.render_as_string(hide_password=True)  # safe to log
+        self.engine = make_engine(parsed, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
+                                  pool_size=pool_size)
+        self.backend = self.engine.dialect.name  # "sqlite" | "postgresql"
+        self.pg = self.backend == "postgresql"
+
+    def now(self) -> datetime:
+        return as_utc(self._clock())
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailable:
+        orig = getattr(exc, "orig", None) or exc
+        detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        detail = scrub(detail, self._password)[:300]
+        what = "busy" if "database is locked" in detail else "unavailable"
+        return StoreUnavailable(f"job store {what} ({self.url}): {detail}")
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Connection failures become StoreUnavailable (503 upstream), with the password hidden."""
+        try:
+            yield
+        except _UNAVAILABLE_ERRORS as exc:
+            raise self.unavailable(exc) from None
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise self.unavailable(exc) from None
+            raise
+
+    @contextlib.contextmanager
+    def tx(self, *, write: bool = True) -> Iterator[Connection]:
+        with self.guard(), self.engine.connect() as conn:
+            if not write:
+                conn = conn.execution_options(**{BEGIN_OPTION: "DEFERRED"})
+            with conn.begin():
+                yield conn
+
+    def lock(self, stmt: Any, *, skip_locked: bool = False) -> Any:
+        """Row lock on PostgreSQL (SQLite already holds the database write lock)."""
+        return stmt.with_for_update(skip_locked=skip_locked) if self.pg else stmt
+
+    def close(self) -> None:
+        self.engine.dispose()

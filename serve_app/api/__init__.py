@@ -1,0 +1,44 @@
+"""The HTTP API (FastAPI), built per ingress replica around that replica's services.
+
+Every song is a durable job. `/v1/songs` is the asynchronous API (submit, poll, stream events,
+cancel, webhooks); the seed's `POST /generate-*` endpoints create a job and wait for it.
+
+    routes/service.py   /health, /auth-status
+    routes/generate.py  the seed's /generate-* endpoints
+    routes/songs.py     /v1/songs: submit, list, read, cancel
+    routes/events.py    /v1/songs/{id}/events (SSE)
+    routes/files.py     /files: local storage's signed links (mounted only for that backend)
+    deps.py             Services and the typed dependencies; errors.py the one error map;
+    guards.py           body size and rate limit, in front of FastAPI; schemas.py the bodies
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from serve_app.api import errors
+from serve_app.api.deps import Services
+from serve_app.api.guards import install_guards
+from serve_app.api.routes import events, files, generate, service, songs
+
+API_VERSION = "0.2.0"
+
+
+def create_api(svc: Services) -> FastAPI:
+    api = FastAPI(
+        title="Songsmith music generation API",
+        version=API_VERSION,
+        description="Describe a song (or give tags and lyrics); get audio, cover art, title and categories. "
+        "All endpoints except /health need `Authorization: Bearer <token>`.",
+    )
+    api.state.services = svc
+    install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit, tokens=svc.tokens)
+    errors.install(api)
+    for router in (service.router, generate.router, songs.router, events.router):
+        api.include_router(router)
+    if svc.links is not None:
+        api.include_router(files.router)
+    return api
+
+
+__all__ = ["Services", "create_api"]

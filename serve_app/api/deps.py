@@ -1,0 +1,64 @@
+"""What the routes depend on: the replica's services, the caller's identity, typed path params."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Path, Request
+
+from serve_app.api.errors import Unauthorized
+from serve_app.args import RateLimitArgs
+from serve_app.auth import TokenDigests, bearer_from_header, owner_digest
+from serve_app.jobs.runner import JobRunner
+from serve_app.jobs.store import JobStore
+from serve_app.jobs.webhooks import WebhookSender
+from serve_app.storage import ObjectStore, SignedLinks
+
+T = TypeVar("T")
+Probe = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Services:
+    """What the routes need, created once per ingress replica (tests build one from fakes)."""
+
+    store: ObjectStore  # audio, covers, manifests
+    jobs: JobStore
+    runner: JobRunner
+    webhooks: WebhookSender
+    tokens: TokenDigests
+    probes: dict[str, Probe]  # name -> zero-arg coroutine function raising when not ready
+    url_guard: Callable[[str], Awaitable[None]]  # raises ValueError/PermissionError for a refused webhook_url
+    url_ttl_s: int
+    song_timeout_s: float
+    health_timeout_s: float
+    max_body_bytes: int
+    rate_limit: RateLimitArgs | None
+    links: SignedLinks | None = None  # set when this service serves its storage's links (/files)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def require_owner(request: Request, svc: Svc) -> str:
+    """The caller's identity: the digest of their token (jobs store this, never the token)."""
+    token = bearer_from_header(request.headers.get("authorization"))
+    if not svc.tokens.verify(token):
+        raise Unauthorized()
+    return owner_digest(token)
+
+
+Owner = Annotated[str, Depends(require_owner)]
+JobId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$", description="Job id.")]
+
+
+async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Job-store calls are blocking: run them on a thread so the event loop keeps serving."""
+    return await asyncio.to_thread(fn, *args, **kwargs)

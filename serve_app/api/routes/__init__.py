@@ -1,0 +1,1 @@
+"""One router per resource; `serve_app.api.create_api` mounts them."""

@@ -1,0 +1,99 @@
+"""The composer's view of the three models: five calls, whatever runs them.
+
+`RayHandles` calls the Serve deployments through their handles (production, dev). `LocalHandles`
+calls the same deployment classes in this process, without Ray (benchmarks). Tests pass fakes
+with the same five methods. Cancelling a call cancels the model's work too, not just the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+from deployments.protocol import CoverRequest, CoverResult, MusicRequest, Written
+
+Probe = Callable[[], Awaitable[Any]]
+
+
+class ModelHandles(Protocol):
+    async def tags(self, description: str, instrumental: bool) -> Written: ...
+
+    async def lyrics(self, subject: str) -> Written: ...
+
+    async def meta(self, description: str, tags: list[str]) -> Written: ...
+
+    async def cover(self, req: CoverRequest) -> CoverResult: ...
+
+    def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
+        """("progress", (step, total)) after every diffusion step, then ("result", MusicResult)."""
+        ...
+
+    def probes(self) -> dict[str, Probe]:
+        """Readiness checks by deployment name (the health endpoint's)."""
+        ...
+
+
+async def _cancelling(response) -> Any:
+    """Await a DeploymentResponse; when the waiter is cancelled, tell the replica too."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
+
+
+class RayHandles:
+    def __init__(self, llm, music, cover):
+        self.llm, self.music_handle, self.cover_handle = llm, music, cover
+        self._music_stream = music.options(stream=True)
+
+    async def tags(self, description: str, instrumental: bool) -> Written:
+        return await _cancelling(self.llm.tags.remote(description, instrumental))
+
+    async def lyrics(self, subject: str) -> Written:
+        return await _cancelling(self.llm.lyrics.remote(subject))
+
+    async def meta(self, description: str, tags: list[str]) -> Written:
+        return await _cancelling(self.llm.meta.remote(description, tags))
+
+    async def cover(self, req: CoverRequest) -> CoverResult:
+        return await _cancelling(self.cover_handle.generate.remote(req))
+
+    async def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
+        stream = self._music_stream.generate_stream.remote(req, song_id)
+        try:
+            async for item in stream:
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            stream.cancel()  # the replica stops the render at its next step
+            raise
+
+    def probes(self) -> dict[str, Probe]:
+        return {"llm": self.llm.ready.remote, "music": self.music_handle.ready.remote,
+                "cover": self.cover_handle.ready.remote}
+
+
+class LocalHandles:
+    """The deployments' own classes, run in this process: the same code a replica runs, minus Ray."""
+
+    def __init__(self, llm, music, cover):
+        self.llm, self.music_server, self.cover_server = llm, music, cover
+
+    async def tags(self, description: str, instrumental: bool) -> Written:
+        return await self.llm.tags(description, instrumental)
+
+    async def lyrics(self, subject: str) -> Written:
+        return await self.llm.lyrics(subject)
+
+    async def meta(self, description: str, tags: list[str]) -> Written:
+        return await self.llm.meta(description, tags)
+
+    async def cover(self, req: CoverRequest) -> CoverResult:
+        return await self.cover_server.generate(req)
+
+    def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
+        return self.music_server.generate_stream(req, song_id)
+
+    def probes(self) -> dict[str, Probe]:
+        return {"llm": self.llm.ready, "music": self.music_server.ready, "cover": self.cover_server.ready}

@@ -1,0 +1,63 @@
+"""Where a song's objects live and what its manifest says: one place for both.
+
+    <prefix>/<song id>/audio.<ext>   the rendered song
+    <prefix>/<song id>/cover.png     the cover
+    <prefix>/<song id>/manifest.json every input, LLM output, seed and model; written last, so a
+                                     song with a manifest is complete
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+COVER_CONTENT_TYPE = "image/png"
+MANIFEST_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class SongKeys:
+    prefix: str
+    song_id: str
+    extension: str
+
+    @property
+    def folder(self) -> str:
+        """Every object of the song is under this prefix (what a cleanup deletes)."""
+        return song_folder(self.prefix, self.song_id)
+
+    @property
+    def audio(self) -> str:
+        return f"{self.folder}audio.{self.extension}"
+
+    @property
+    def cover(self) -> str:
+        return f"{self.folder}cover.png"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.folder}manifest.json"
+
+
+def song_folder(prefix: str, song_id: str) -> str:
+    return f"{prefix.strip('/')}/{song_id}/"
+
+
+def manifest(*, song_id: str, created_at: float, task, words, music, music_request, cover, result: dict,
+             timings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest document: enough to trace and reproduce the song."""
+    return {
+        "song_id": song_id,
+        "created_at": created_at,
+        "request": {"mode": task.mode.value, **(task.request or {})},
+        "llm": {"model": words.meta.model, "tags": words.tags, "lyrics": words.lyrics, "title": words.meta.title,
+                "categories": words.meta.categories, "raw": {"meta": words.meta.raw}},
+        "music": {"model": music.model, "seed": music.seed, "steps": music.steps,
+                  "guidance_scale": music.guidance_scale, "sample_rate": music.sample_rate,
+                  "channels": music.channels, "num_samples": music.num_samples,
+                  "vocal_language": music_request.vocal_language, "notes": music.notes},
+        "cover": {"model": cover.model, "seed": cover.seed, "steps": cover.steps, "prompt": cover.prompt,
+                  "width": cover.width, "height": cover.height},
+        "result": result,
+        "timings": timings,
+    }
