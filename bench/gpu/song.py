@@ -1,6 +1,6 @@
 """One song through the three engines in this process, in the app's order (no Ray).
 
-To be replaced by the song composer's own fan-out (serve_app/composer.py), which is being
+To be replaced by the song composer's own fan-out (serve_app/songs/composer.py), which is being
 reshaped so the benchmark can call it; until then this copy keeps its current semantics.
 """
 
@@ -18,7 +18,7 @@ from bench.gpu.settings import SONG_DESCRIPTION, SONG_TAGS, Workload
 def run_song_through_engines(
     llm, music, cover, wl: Workload, gpu: Gpu, num_threads: int | None = None
 ) -> dict[str, Any]:
-    """One song in the app's order (serve_app/composer.py), in this process, no Ray:
+    """One song in the app's order (serve_app/songs/composer.py), in this process, no Ray:
     tags ∥ lyrics (one batched generate) → music ∥ cover ∥ title+categories.
 
     The music renders the benchmark's fixed lyric (random weights write gibberish of the right length).
