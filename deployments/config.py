@@ -49,8 +49,8 @@ class EngineArgs(BaseModel):
         default=None,
         ge=0,
         le=100_000,
-        description="CPU replicas: oneDNN primitive cache entries (None = oneDNN's default, 1024). The cache "
-        "pays off when shapes repeat (LLM decoding: 0 halves its speed) and only holds memory when they don't.",
+        description="CPU replicas: oneDNN primitive cache entries (None = oneDNN's default, 1024; 0 = no cache). "
+        "The cache pays off when shapes repeat, as in LLM decoding, and only holds memory when they don't.",
     )
 
 
@@ -99,14 +99,15 @@ class MusicArgs(EngineArgs):
         ge=0,
         le=100_000,
         description="CPU replicas: oneDNN primitive cache entries. Every song length is a new set of shapes "
-        "(~130 MB cached per minute of audio on the dev kit) and oneDNN's default 1024 entries keep ~20 lengths; "
-        "128 keeps about the last two, so repeated lengths stay fast and memory stays bounded. 0 = no cache.",
+        "whose cached primitives grow with the length: a small cache keeps the latest lengths fast and bounds "
+        "the memory it holds, where oneDNN's default (1024) keeps growing with each new length. 0 = no cache; "
+        "measurements in docs/performance.md.",
     )
     fast_vae_decoder: bool = Field(
         default=True,
         description="Decode audio with the in-place Snake activations of deployments/oobleck.py: bit-identical "
-        "output, about half the VAE decode time on a CPU (on a GPU the same ops run unchunked; not measured "
-        "there yet). False = diffusers' own decoder code.",
+        "output with fewer temporaries and memory passes, so a faster VAE decode on CPUs (on a GPU the same ops "
+        "run unchunked). False = diffusers' own decoder code.",
     )
 
 
@@ -121,6 +122,6 @@ class CoverArgs(EngineArgs):
     channels_last: bool = Field(
         default=True,
         description="Keep the UNet's and VAE's activations in channels-last layout, the one oneDNN and cuDNN "
-        "convolutions run fastest in (dev CPU: VAE decode 0.10 s -> 0.08 s). Pixel values may differ by one "
-        "level from the default layout; False = the default layout.",
+        "convolutions run fastest in. Pixel values may differ by one level from the default layout; "
+        "False = the default layout.",
     )
