@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from ray import serve
 
 from deployments.config import CoverArgs
-from deployments.memory import IdleTrimmer, release_free_memory
+from deployments.protocol import (  # noqa: F401  (the request/result types are imported from here too)
+    MAX_SEED,
+    CoverProtocol,
+    CoverRequest,
+    CoverResult,
+    TorchEngine,
+    resolve_seed,
+)
+from deployments.serving import Worker
 
-MAX_SEED = 2**31 - 1
 NEGATIVE_HINT = "text, letters, watermark, signature, blurry"
-
-
-@dataclass
-class CoverRequest:
-    prompt: str
-    seed: int = -1
-    steps: int | None = None
-
-
-@dataclass
-class CoverResult:
-    png: bytes
-    width: int
-    height: int
-    seed: int
-    steps: int
-    prompt: str
-    model: str
-    started_at: float
-    finished_at: float
-    model_s: float
 
 
 def cover_prompt(tags: str, title: str | None = None) -> str:
@@ -46,16 +28,19 @@ def cover_prompt(tags: str, title: str | None = None) -> str:
     return f"album cover art, {subject}{tags}, vibrant, detailed, artistic, no text"[:300]
 
 
-class CoverEngine:
-    def __init__(self, args: CoverArgs):
+class CoverEngine(TorchEngine):
+    """Square album covers from text, batched: one pipeline call paints every cover in a batch."""
+
+    args: CoverArgs
+    half = "float16"  # SDXL's VAE overflows in bf16; fp16 is what sdxl-turbo ships (its fp16 weight variant).
+
+    def load(self) -> None:
         import torch
         from diffusers import StableDiffusionXLPipeline
 
-        from deployments.runtime import load_diffusers_pipeline, resolve_runtime
+        from deployments.runtime import load_diffusers_pipeline
 
-        self.args = args
-        # SDXL's VAE overflows in bf16; fp16 is what sdxl-turbo ships (its fp16 weight variant).
-        self.runtime = resolve_runtime(args, half=torch.float16)
+        args = self.args
         hub_fp16 = self.runtime.dtype == torch.float16 and not Path(args.model).exists()
         self.pipe = load_diffusers_pipeline(
             StableDiffusionXLPipeline, args, self.runtime, compile_attr="unet", add_watermarker=False,
@@ -64,9 +49,9 @@ class CoverEngine:
         if args.channels_last:
             for name in ("unet", "vae"):
                 getattr(self.pipe, name).to(memory_format=torch.channels_last)
-        if args.warmup:
-            self.generate_batch([CoverRequest(prompt="warm up", seed=0)])
-        release_free_memory()  # loading and warm-up temporaries
+
+    def warm_up(self) -> None:
+        self.generate_batch([CoverRequest(prompt="warm up", seed=0)])
 
     def generate_batch(self, reqs: list[CoverRequest]) -> list[CoverResult]:
         """Paint several covers in as few pipeline calls as possible (one per distinct step count)."""
@@ -84,7 +69,7 @@ class CoverEngine:
 
         from deployments.runtime import seed_generator
 
-        seeds = [secrets.randbelow(MAX_SEED) if r.seed is None or r.seed < 0 else int(r.seed) for r in reqs]
+        seeds = [resolve_seed(r.seed) for r in reqs]
         size = self.args.size
         started = time.time()
         t0 = time.perf_counter()
@@ -122,24 +107,24 @@ class CoverEngine:
 
 @serve.deployment(name="Cover", max_ongoing_requests=16)
 class CoverDeployment:
-    """Concurrent covers are batched into one pipeline call (@serve.batch)."""
+    """Concurrent covers are batched into one pipeline call (@serve.batch).
 
-    def __init__(self, args: CoverArgs | dict):
+    `engine_cls` swaps the engine (tests: a fake)."""
+
+    def __init__(self, args: CoverArgs | dict, engine_cls: type[CoverProtocol] = CoverEngine):
         args = CoverArgs.model_validate(args)
-        self.engine = CoverEngine(args)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cover")
-        self._idle = IdleTrimmer()
+        self.engine = engine_cls(args)
+        self._worker = Worker("cover")
         self.paint.set_max_batch_size(args.max_batch_size)
         self.paint.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
     async def paint(self, reqs: list[CoverRequest]) -> list[CoverResult]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.engine.generate_batch, reqs)
+        return await self._worker.call(self.engine.generate_batch, reqs)
 
     async def generate(self, req: CoverRequest) -> CoverResult:
-        with self._idle.request():
+        with self._worker.request():
             return await self.paint(req)
 
     async def ready(self) -> str:
-        return f"{self.engine.args.model} on {self.engine.runtime.device}"
+        return self.engine.ready()

@@ -2,72 +2,45 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from ray import serve
 
 from deployments import lyrics_text as lt
 from deployments.config import LLMArgs
-from deployments.memory import IdleTrimmer, release_free_memory
+from deployments.protocol import (  # noqa: F401  (the request/result types are imported from here too)
+    Answer,
+    Completion,
+    LLMProtocol,
+    TorchEngine,
+    Written,
+)
+from deployments.serving import Worker
 
 
-@dataclass
-class Completion:
-    chat: lt.Chat
-    max_new_tokens: int
-
-
-@dataclass
-class Answer:
-    text: str
-    truncated: bool  # stopped by its token budget, so its last line or tag is likely cut short
-
-
-@dataclass
-class Written:
-    """One LLM product (tags, lyrics or title+categories) with the raw answer kept for the manifest."""
-
-    kind: str
-    tags: list[str] = field(default_factory=list)
-    lyrics: str = ""
-    title: str = ""
-    categories: list[str] = field(default_factory=list)
-    raw: str = ""
-    repaired: bool = False
-    model: str = ""
-    started_at: float = 0.0
-    finished_at: float = 0.0
-
-
-class LLMEngine:
+class LLMEngine(TorchEngine):
     """Greedy chat completion for batches of chats, left-padded into one `generate` call."""
 
-    def __init__(self, args: LLMArgs):
+    args: LLMArgs
+
+    def load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from deployments.runtime import load_error, model_source, resolve_runtime
+        from deployments.runtime import from_pretrained
 
-        self.args = args
-        self.runtime = resolve_runtime(args, half=torch.bfloat16)
-        source, kwargs = model_source(args)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, padding_side="left", **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=self.runtime.dtype, **kwargs)
-        except OSError as exc:
-            raise load_error(args, exc) from exc
+        args = self.args
+        self.tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args, padding_side="left")
+        model = from_pretrained(AutoModelForCausalLM.from_pretrained, args, dtype=self.runtime.dtype)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         self.model = model.to(self.runtime.device).eval()
         if args.torch_compile and self.runtime.device.type == "cuda":
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
-        if args.warmup:
-            self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
-        release_free_memory()  # loading and warm-up temporaries
+
+    def warm_up(self) -> None:
+        self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
 
     def complete_batch(self, items: list[Completion]) -> list[Answer]:
         """Answer every chat in ONE generate() call; each row stops at EOS or its own token budget.
@@ -156,32 +129,29 @@ def finish_meta(ans: Answer, description: str, tags: list[str], lyrics: str, mod
 @serve.deployment(name="LLM", max_ongoing_requests=32)
 class LLMDeployment:
     """Concurrent prompts share one generate() call (@serve.batch) on GPUs; on CPUs, where every
-    batched row costs compute, they run unbatched on `parallel_requests` threads instead."""
+    batched row costs compute, they run unbatched on `parallel_requests` threads instead.
+    `engine_cls` swaps the engine (tests: a fake)."""
 
-    def __init__(self, args: LLMArgs | dict):
+    def __init__(self, args: LLMArgs | dict, engine_cls: type[LLMProtocol] = LLMEngine):
         self.args = LLMArgs.model_validate(args)
-        self.engine = LLMEngine(self.args)
+        self.engine = engine_cls(self.args)
         self._unbatched = self.args.max_batch_size == 1
-        workers = self.args.parallel_requests if self._unbatched else 1
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm")
-        self._idle = IdleTrimmer()
+        self._worker = Worker("llm", threads=self.args.parallel_requests if self._unbatched else 1)
         self._complete.set_max_batch_size(self.args.max_batch_size)
         self._complete.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _complete(self, items: list[Completion]) -> list[Answer]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.engine.complete_batch, items)
+        return await self._worker.call(self.engine.complete_batch, items)
 
     async def ready(self) -> str:
-        return f"{self.args.model} on {self.engine.runtime.device}"
+        return self.engine.ready()
 
     async def _timed(self, completion: Completion) -> tuple[Answer, float, float]:
         started = time.time()
-        with self._idle.request():
+        with self._worker.request():
             if self._unbatched:
-                loop = asyncio.get_running_loop()
-                [raw] = await loop.run_in_executor(self._pool, self.engine.complete_batch, [completion])
+                [raw] = await self._worker.call(self.engine.complete_batch, [completion])
             else:
                 raw = await self._complete(completion)
         return raw, started, time.time()

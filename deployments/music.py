@@ -2,85 +2,46 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import secrets
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import aclosing
 
 from ray import serve
 
 from deployments.audio_codec import CODECS
 from deployments.config import MusicArgs
-from deployments.memory import IdleTrimmer, release_free_memory
+from deployments.protocol import (  # noqa: F401  (the request/result types are imported from here too)
+    MAX_SEED,
+    EngineError,
+    MusicProtocol,
+    MusicRequest,
+    MusicResult,
+    ProgressFn,
+    SongCancelled,
+    TorchEngine,
+    resolve_seed,
+)
+from deployments.serving import Worker
 
 logger = logging.getLogger("ray.serve")
 
 INSTRUMENTAL_LYRICS = "[instrumental]"
 TURBO_STEPS, BASE_STEPS = 8, 50
 BASE_GUIDANCE = 7.0
-MAX_SEED = 2**31 - 1
 
 
-class SongCancelled(Exception):
-    """Raised between diffusion steps when the caller cancelled the song."""
-
-
-class EngineError(RuntimeError):
-    """The model could not render this song (e.g. out of memory); the replica stays usable."""
-
-
-@dataclass
-class MusicRequest:
-    tags: str
-    lyrics: str = ""
-    instrumental: bool = False
-    duration_s: float = 30.0
-    steps: int | None = None
-    guidance_scale: float | None = None
-    seed: int = -1
-    audio_format: str = "wav"
-    vocal_language: str = "en"
-
-
-@dataclass
-class MusicResult:
-    audio: bytes
-    audio_format: str
-    extension: str
-    content_type: str
-    sample_rate: int
-    channels: int
-    num_samples: int
-    duration_s: float
-    seed: int
-    steps: int
-    guidance_scale: float
-    model: str
-    notes: list[str] = field(default_factory=list)
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    model_s: float = 0.0
-    encode_s: float = 0.0
-
-
-ProgressFn = Callable[[int, int], None]
-
-
-class MusicEngine:
+class MusicEngine(TorchEngine):
     """Loads the pipeline once in __init__ (never lazily), warms it, and renders encoded songs."""
 
-    def __init__(self, args: MusicArgs):
-        import torch
+    args: MusicArgs
+
+    def load(self) -> None:
         from diffusers import AceStepPipeline
 
-        from deployments.runtime import load_diffusers_pipeline, resolve_runtime
+        from deployments.runtime import load_diffusers_pipeline
 
-        self.args = args
-        self.runtime = resolve_runtime(args, half=torch.bfloat16)
+        args = self.args
         self.pipe = pipe = load_diffusers_pipeline(AceStepPipeline, args, self.runtime, compile_attr="transformer")
         if args.fast_vae_decoder:
             from deployments.oobleck import speed_up_decoder
@@ -94,9 +55,9 @@ class MusicEngine:
             if args.default_guidance_scale is not None
             else (1.0 if self.is_turbo else BASE_GUIDANCE)
         )
-        if args.warmup:
-            self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
-        release_free_memory()  # loading and warm-up temporaries
+
+    def warm_up(self) -> None:
+        self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
 
     def generate(
         self,
@@ -113,7 +74,7 @@ class MusicEngine:
         if cancel is not None and cancel.is_set():
             raise SongCancelled("cancelled before start")
         notes: list[str] = []
-        seed = secrets.randbelow(MAX_SEED) if req.seed is None or req.seed < 0 else int(req.seed)
+        seed = resolve_seed(req.seed)
         steps = req.steps or self.default_steps
         guidance = self.default_guidance if req.guidance_scale is None else float(req.guidance_scale)
         if self.is_turbo and guidance > 1.0:
@@ -168,7 +129,6 @@ class MusicEngine:
             encode_s=encode_s,
         )
 
-
     def _render(self, req: MusicRequest, lyrics: str, steps: int, guidance: float, seed: int, on_step_end):
         import torch
 
@@ -196,54 +156,30 @@ class MusicDeployment:
     """One song renders at a time per replica (the pipeline is not re-entrant); others wait here.
 
     The render runs on a worker thread so the replica's event loop keeps streaming progress and
-    noticing cancellations while a song is in flight.
+    noticing cancellations while a song is in flight. `engine_cls` swaps the engine (tests: a fake).
     """
 
-    def __init__(self, args: MusicArgs | dict):
-        self.engine = MusicEngine(MusicArgs.model_validate(args))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="music")
-        self._cancel: dict[str, threading.Event] = {}
-        self._idle = IdleTrimmer()
+    def __init__(self, args: MusicArgs | dict, engine_cls: type[MusicProtocol] = MusicEngine):
+        self.engine = engine_cls(MusicArgs.model_validate(args))
+        self._worker = Worker("music")
 
     async def generate_stream(self, req: MusicRequest, request_id: str | None = None):
         """Yields ("progress", (step, total)) after every diffusion step, then ("result", MusicResult).
 
         Called with `handle.options(stream=True)`. When the caller cancels (a cancelled job, a
         dropped client), Serve cancels this generator: the render stops at its next step and the
-        replica is free for the next song.
+        replica is free for the next song. `request_id` (the song's id) is accepted for callers;
+        cancelling needs no id, since closing the stream is the cancel.
         """
-        with self._idle.request():  # songs waiting for the render thread count too
-            request_id = request_id or secrets.token_hex(8)
-            cancel = self._cancel.setdefault(request_id, threading.Event())
-            loop = asyncio.get_running_loop()
-            updates: asyncio.Queue = asyncio.Queue()
-
-            def progress(step: int, total: int) -> None:
-                loop.call_soon_threadsafe(updates.put_nowait, (step, total))
-
-            render = loop.run_in_executor(self._pool, self.engine.generate, req, progress, cancel)
-            try:
-                while not render.done():
-                    getter = asyncio.ensure_future(updates.get())
-                    done, _ = await asyncio.wait({getter, render}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter in done:
-                        yield "progress", getter.result()
-                    else:
-                        getter.cancel()
-                while not updates.empty():
-                    yield "progress", updates.get_nowait()
-                yield "result", render.result()
-            except (asyncio.CancelledError, GeneratorExit):
-                cancel.set()  # the worker thread stops at the next step
-                raise
-            finally:
-                if not render.done():
-                    cancel.set()
-                self._cancel.pop(request_id, None)
+        with self._worker.request():  # songs waiting for the render thread count too
+            # aclosing: when Serve closes this generator, the render's stream closes at once (not
+            # when garbage-collected), which sets its cancel event.
+            async with aclosing(self._worker.stream(self.engine.generate, req)) as events:
+                async for event in events:
+                    yield event
 
     async def ready(self) -> str:
-        return f"{self.engine.args.model} on {self.engine.runtime.device}"
+        return self.engine.ready()
 
     async def check_health(self) -> None:
-        if self._pool._shutdown:
-            raise RuntimeError("music worker pool is shut down")
+        self._worker.check_health()

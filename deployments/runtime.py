@@ -64,6 +64,16 @@ def load_error(args: EngineArgs, exc: Exception) -> ModelNotAvailable:
     return ModelNotAvailable(f"could not load model {args.model!r}: {hint} ({type(exc).__name__})")
 
 
+def from_pretrained(loader, args: EngineArgs, **extra):
+    """`loader(source, **extra)` (a `from_pretrained`) for the configured model, offline-aware, with
+    a missing model turned into ModelNotAvailable: the one way every engine reads its weights."""
+    source, kwargs = model_source(args)
+    try:
+        return loader(source, **extra, **kwargs)
+    except OSError as exc:
+        raise load_error(args, exc) from exc
+
+
 def seed_generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(seed)
 
@@ -71,11 +81,7 @@ def seed_generator(device: torch.device, seed: int) -> torch.Generator:
 def load_diffusers_pipeline(pipeline_cls, args: EngineArgs, runtime: Runtime, *, compile_attr: str, **extra):
     """from_pretrained + placement (device or model CPU offload) + optional torch.compile of the
     pipeline's main network (`compile_attr`: "transformer", "unet"), shared by both diffusers engines."""
-    source, kwargs = model_source(args)
-    try:
-        pipe = pipeline_cls.from_pretrained(source, dtype=runtime.dtype, **extra, **kwargs)
-    except OSError as exc:
-        raise load_error(args, exc) from exc
+    pipe = from_pretrained(pipeline_cls.from_pretrained, args, dtype=runtime.dtype, **extra)
     if args.cpu_offload and runtime.device.type == "cuda":
         pipe.enable_model_cpu_offload(device=runtime.device)
     else:
