@@ -32,8 +32,9 @@ serve: setup
 test: setup
 	REQUIRE_S3_TESTS=1 REQUIRE_PG_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The unit tier: routes, composer, runner and Serve plumbing over fakes, configs; no servers, no models.
 test-fast: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not serve"
+	@TIMEFORMAT='test-fast: %1R s'; time $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit -m "not serve and not models"
 
 clean:
 	rm -rf $(VENV) models var

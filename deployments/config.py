@@ -64,7 +64,7 @@ class LLMArgs(EngineArgs):
     repetition_penalty: float = Field(
         default=1.15, ge=1.0, le=2.0, description="Greedy decoding penalty that keeps small models from looping."
     )
-    max_batch_size: int = Field(default=8, ge=1, le=64, description="@serve.batch size for concurrent prompts.")
+    max_batch_size: int = Field(default=8, ge=1, le=64, description="Concurrent prompts answered in one generate() call.")
     parallel_requests: int = Field(
         default=1,
         ge=1,
@@ -117,7 +117,7 @@ class CoverArgs(EngineArgs):
     model: str = Field(default=PRODUCTION_COVER, description="SDXL-Turbo id or local directory.")
     steps: int = Field(default=1, ge=1, le=4, description="Denoising steps (turbo: 1-4).")
     size: int = Field(default=512, ge=256, le=1024, multiple_of=64, description="Square cover size in pixels.")
-    max_batch_size: int = Field(default=4, ge=1, le=16, description="@serve.batch size for concurrent covers.")
+    max_batch_size: int = Field(default=4, ge=1, le=16, description="Concurrent covers painted in one pipeline call.")
     batch_wait_timeout_s: float = Field(default=0.01, ge=0.0, le=1.0, description="Batch fill wait.")
     channels_last: bool = Field(
         default=True,

@@ -17,7 +17,7 @@ from deployments.protocol import (  # noqa: F401  (the request/result types are 
     TorchEngine,
     resolve_seed,
 )
-from deployments.serving import Worker
+from deployments.serving import Batcher, Worker
 
 NEGATIVE_HINT = "text, letters, watermark, signature, blurry"
 
@@ -107,7 +107,7 @@ class CoverEngine(TorchEngine):
 
 @serve.deployment(name="Cover", max_ongoing_requests=16)
 class CoverDeployment:
-    """Concurrent covers are batched into one pipeline call (@serve.batch).
+    """Concurrent covers are batched into one pipeline call (a Batcher).
 
     `engine_cls` swaps the engine (tests: a fake)."""
 
@@ -115,16 +115,14 @@ class CoverDeployment:
         args = CoverArgs.model_validate(args)
         self.engine = engine_cls(args)
         self._worker = Worker("cover")
-        self.paint.set_max_batch_size(args.max_batch_size)
-        self.paint.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
+        self._batcher = Batcher(self.paint, args.max_batch_size, args.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
     async def paint(self, reqs: list[CoverRequest]) -> list[CoverResult]:
         return await self._worker.call(self.engine.generate_batch, reqs)
 
     async def generate(self, req: CoverRequest) -> CoverResult:
         with self._worker.request():
-            return await self.paint(req)
+            return await self._batcher.submit(req)
 
     async def ready(self) -> str:
         return self.engine.ready()

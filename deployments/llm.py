@@ -15,7 +15,7 @@ from deployments.protocol import (  # noqa: F401  (the request/result types are 
     TorchEngine,
     Written,
 )
-from deployments.serving import Worker
+from deployments.serving import Batcher, Worker
 
 
 class LLMEngine(TorchEngine):
@@ -128,7 +128,7 @@ def finish_meta(ans: Answer, description: str, tags: list[str], lyrics: str, mod
 
 @serve.deployment(name="LLM", max_ongoing_requests=32)
 class LLMDeployment:
-    """Concurrent prompts share one generate() call (@serve.batch) on GPUs; on CPUs, where every
+    """Concurrent prompts share one generate() call (a Batcher) on GPUs; on CPUs, where every
     batched row costs compute, they run unbatched on `parallel_requests` threads instead.
     `engine_cls` swaps the engine (tests: a fake)."""
 
@@ -137,10 +137,8 @@ class LLMDeployment:
         self.engine = engine_cls(self.args)
         self._unbatched = self.args.max_batch_size == 1
         self._worker = Worker("llm", threads=self.args.parallel_requests if self._unbatched else 1)
-        self._complete.set_max_batch_size(self.args.max_batch_size)
-        self._complete.set_batch_wait_timeout_s(self.args.batch_wait_timeout_s)
+        self._batcher = Batcher(self._complete, self.args.max_batch_size, self.args.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _complete(self, items: list[Completion]) -> list[Answer]:
         return await self._worker.call(self.engine.complete_batch, items)
 
@@ -153,7 +151,7 @@ class LLMDeployment:
             if self._unbatched:
                 [raw] = await self._worker.call(self.engine.complete_batch, [completion])
             else:
-                raw = await self._complete(completion)
+                raw = await self._batcher.submit(completion)
         return raw, started, time.time()
 
     async def tags(self, description: str, instrumental: bool = False) -> Written:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from deployments.memory import IdleTrimmer
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Worker:
@@ -76,3 +77,55 @@ class Worker:
     def check_health(self) -> None:
         if self.pool._shutdown:
             raise RuntimeError(f"{self.name} worker pool is shut down")
+
+
+class Batcher:
+    """Gathers concurrent calls into one: `await batcher.submit(item)` returns `fn(items)[i]`.
+
+    A batch runs when it holds `max_batch_size` items or `wait_s` after its first item; one batch
+    at a time (the engine holds one thread). It belongs to its deployment instance and its event
+    loop, not to the class (unlike @serve.batch, whose queue is shared by a process's instances and
+    needs a replica context), so the same deployment class runs in a replica, in a benchmark's
+    process or in a test.
+    """
+
+    def __init__(self, fn: Callable[[list[T]], Any], max_batch_size: int, wait_s: float) -> None:
+        self.fn, self.max_batch_size, self.wait_s = fn, max(1, int(max_batch_size)), float(wait_s)
+        self._pending: list[tuple[T, asyncio.Future]] = []
+        self._full: asyncio.Event | None = None
+        self._runner: asyncio.Task | None = None
+
+    async def submit(self, item: T) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if len(self._pending) >= self.max_batch_size and self._full is not None:
+            self._full.set()
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.ensure_future(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        """The one task that drains the queue; started by the first call after an idle spell."""
+        while self._pending:
+            self._full = asyncio.Event()
+            if len(self._pending) < self.max_batch_size:
+                try:
+                    await asyncio.wait_for(self._full.wait(), timeout=self.wait_s)
+                except asyncio.TimeoutError:
+                    pass
+            batch, self._pending = self._pending[: self.max_batch_size], self._pending[self.max_batch_size:]
+            batch = [(item, fut) for item, fut in batch if not fut.done()]  # callers that gave up
+            if not batch:
+                continue
+            try:
+                results = list(await self.fn([item for item, _ in batch]))
+                if len(results) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} got {len(results)} results")
+            except Exception as exc:  # noqa: BLE001 - every caller in the batch gets the error
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results):
+                if not fut.done():
+                    fut.set_result(result)

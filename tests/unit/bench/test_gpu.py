@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
+
 REPO = Path(__file__).resolve().parents[3]
 
 # Published full-size parameter counts (model cards / reports), independent of bench/model_configs.

@@ -11,6 +11,8 @@ from deployments.config import CoverArgs
 from deployments.cover import CoverEngine, CoverRequest, cover_prompt
 from serve_app.localdev.cluster import MODELS
 
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
+
 
 @pytest.fixture(scope="module")
 def engine(kits) -> CoverEngine:

@@ -19,6 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from deployments import kits as K  # noqa: E402
 
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
+
 REPO = Path(__file__).resolve().parents[3]
 MODELS_DIR = REPO / "models"
 FRAME = 1920  # samples per latent frame at 48 kHz (25 latents/s)

@@ -20,6 +20,8 @@ from deployments.llm import (
 )
 from serve_app.localdev.cluster import MODELS
 
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
+
 DESCRIPTIONS = [
     ("an upbeat synthwave song about driving through a neon city at night", False),
     ("a sad country ballad about an old dog waiting at the door", False),

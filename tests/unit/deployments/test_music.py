@@ -11,6 +11,8 @@ from deployments.config import MusicArgs
 from deployments.music import MusicEngine, MusicRequest, SongCancelled
 from serve_app.localdev.cluster import MODELS
 
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
+
 FRAME = 1920  # samples per latent frame at 48 kHz
 
 

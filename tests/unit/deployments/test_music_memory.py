@@ -13,7 +13,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from serve_app.localdev.cluster import MODELS, REPO
+
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
 
 SCRIPT = """
 import json, sys

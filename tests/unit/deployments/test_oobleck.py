@@ -12,6 +12,8 @@ from deployments.config import MusicArgs
 from deployments.music import MusicEngine, MusicRequest
 from serve_app.localdev.cluster import MODELS
 
+pytestmark = pytest.mark.models  # runs real model code on the kits: the slower unit tests
+
 VAE_DIR = MODELS / "acestep-v15-turbo-kit" / "vae"
 
 

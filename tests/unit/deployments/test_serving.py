@@ -12,10 +12,8 @@ import subprocess
 import sys
 import threading
 from contextlib import aclosing
-from types import SimpleNamespace
 
 import pytest
-from ray import serve
 
 from deployments import memory
 from deployments.audio_codec import CODECS, AudioFormat
@@ -35,6 +33,7 @@ from deployments.protocol import (
     SongCancelled,
     resolve_seed,
 )
+from deployments.serving import Batcher
 
 WAIT = 10  # seconds: generous for a loaded 2-core CI machine; a pass takes milliseconds
 
@@ -44,23 +43,6 @@ def trims(monkeypatch):
     calls: list[int] = []
     monkeypatch.setattr(memory, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
     return calls
-
-
-@pytest.fixture
-def replica(monkeypatch):
-    """What @serve.batch reads from its replica (max_ongoing_requests, to warn on a too-large batch)."""
-
-    def enter(deployment):
-        config = SimpleNamespace(max_ongoing_requests=deployment.max_ongoing_requests)
-        monkeypatch.setattr(serve, "get_replica_context", lambda: SimpleNamespace(_deployment_config=config))
-        return deployment.func_or_class
-
-    return enter
-
-
-# @serve.batch keeps ONE queue per decorated method, bound to the event loop of its first call (a
-# replica has one instance and one loop): the batching tests share a loop so the queue stays valid.
-batching = pytest.mark.asyncio(loop_scope="module")
 
 
 class FakeEngine:
@@ -215,9 +197,8 @@ async def _ask_all(dep):
     return got
 
 
-@batching
-async def test_llm_batches_concurrent_prompts_into_one_call(trims, replica):
-    dep = replica(LLMDeployment)(
+async def test_llm_batches_concurrent_prompts_into_one_call(trims):
+    dep = LLMDeployment.func_or_class(
         {"model": "fake-llm", "max_batch_size": 4, "batch_wait_timeout_s": 0.5}, engine_cls=FakeLLM
     )
     assert isinstance(dep.engine, LLMProtocol)
@@ -227,12 +208,11 @@ async def test_llm_batches_concurrent_prompts_into_one_call(trims, replica):
     assert dep._worker.idle.active == 0 and trims == [0]  # one trim, when the last answer is out
 
 
-@batching
-async def test_llm_unbatched_runs_prompts_side_by_side(trims, replica):
+async def test_llm_unbatched_runs_prompts_side_by_side(trims):
     class Pair(FakeLLM):
         barrier = threading.Barrier(2)
 
-    dep = replica(LLMDeployment)(
+    dep = LLMDeployment.func_or_class(
         {"model": "fake-llm", "max_batch_size": 1, "parallel_requests": 2}, engine_cls=Pair
     )
     await _ask_all(dep)
@@ -255,10 +235,9 @@ class FakeCover(FakeEngine):
                 for r in reqs]
 
 
-@batching
 @pytest.mark.parametrize(("batch", "want"), [(4, [["a", "b", "c"]]), (2, [["a", "b"], ["c"]])])
-async def test_cover_batches_concurrent_covers(trims, replica, batch, want):
-    dep = replica(CoverDeployment)(
+async def test_cover_batches_concurrent_covers(trims, batch, want):
+    dep = CoverDeployment.func_or_class(
         {"model": "fake", "max_batch_size": batch, "batch_wait_timeout_s": 0.5}, engine_cls=FakeCover
     )
     assert isinstance(dep.engine, CoverProtocol)
@@ -294,3 +273,52 @@ def test_the_serve_layer_needs_neither_torch_nor_a_ray_cluster():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, False]
+
+
+# -- the batcher itself --
+
+
+async def test_the_batcher_fills_a_batch_or_runs_what_it_has_after_the_wait():
+    seen: list[list[int]] = []
+
+    async def double(items):
+        seen.append(list(items))
+        return [2 * i for i in items]
+
+    full = Batcher(double, max_batch_size=3, wait_s=5.0)
+    assert await asyncio.gather(*(full.submit(i) for i in range(3))) == [0, 2, 4]
+    short = Batcher(double, max_batch_size=8, wait_s=0.01)
+    assert await asyncio.gather(*(short.submit(i) for i in (5, 6))) == [10, 12]
+    assert seen == [[0, 1, 2], [5, 6]]
+
+
+async def test_a_failing_batch_fails_each_of_its_callers_and_the_next_batch_runs():
+    calls = 0
+
+    async def flaky(items):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("engine fell over")
+        return items[:1]  # one result for two items: a broken engine
+
+    b = Batcher(flaky, max_batch_size=2, wait_s=0.01)
+    got = await asyncio.gather(b.submit(1), b.submit(2), return_exceptions=True)
+    assert [str(e) for e in got] == ["engine fell over"] * 2
+    got = await asyncio.gather(b.submit(1), b.submit(2), return_exceptions=True)
+    assert [str(e) for e in got] == ["a batch of 2 got 1 results"] * 2
+
+
+async def test_a_caller_that_gives_up_is_left_out_of_its_batch():
+    seen: list[list[str]] = []
+
+    async def echo(items):
+        seen.append(list(items))
+        return items
+
+    b = Batcher(echo, max_batch_size=4, wait_s=0.05)
+    gone = asyncio.ensure_future(b.submit("gone"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await b.submit("kept") == "kept"
+    assert seen == [["kept"]]

@@ -186,7 +186,7 @@ def write_config(path: Path, **engines: dict) -> Path:
 
 def run_cli(*argv: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("HF_", "HUGGINGFACE_")) and k.lower() not in
+             if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_OFFLINE")) and k.lower() not in
              ("http_proxy", "https_proxy", "all_proxy")}
     return subprocess.run([sys.executable, "-m", "deployments.weights", *argv], cwd=REPO, env={**clean, **env},
                           capture_output=True, text=True, timeout=timeout)
@@ -349,6 +349,7 @@ def test_download_fetches_only_what_the_engines_load(hf_home, capsys, monkeypatc
         return str(cache_repo(Path(cache_dir), repo_id, files))
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)  # a benchmark module imported earlier may set it
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     monkeypatch.setattr(weights, "probe_hub", lambda endpoint: None)
