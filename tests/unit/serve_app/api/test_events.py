@@ -45,3 +45,21 @@ async def test_a_negative_resume_id_is_a_422(client, stack):
     job_id = (await client.post("/v1/songs", json=BODY, headers=AUTH)).json()["id"]
     r = await client.get(f"/v1/songs/{job_id}/events?after=-1", headers=AUTH)
     assert r.status_code == 422 and "after" in r.json()["message"]
+
+
+async def test_a_database_blip_mid_stream_is_ridden_out_and_the_stream_still_ends(client, stack, monkeypatch):
+    from serve_app.jobs import StoreUnavailable
+
+    job_id = (await client.post("/v1/songs", json=BODY, headers=AUTH)).json()["id"]
+    await stack.runner.wait(job_id, 5)
+    real, calls = stack.jobs.events, []
+
+    def flaky(*args, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreUnavailable("job store busy")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(stack.jobs, "events", flaky)
+    events = parse((await client.get(f"/v1/songs/{job_id}/events", headers=AUTH)).text)
+    assert len(calls) >= 2 and events[-1]["data"]["data"]["status"] == "succeeded"

@@ -67,3 +67,14 @@ async def test_a_song_slower_than_the_timeout_is_a_504_and_keeps_running(client,
     assert r.json()["message"] == f"song {job_id} is still running after 0.2 s; follow it at /v1/songs/{job_id}"
     gate.release()
     assert (await stack.runner.wait(job_id, 5)).status == "succeeded"
+
+
+async def test_an_unreachable_job_store_while_waiting_is_a_503(client, stack, monkeypatch):
+    from serve_app.jobs import StoreUnavailable
+
+    async def down(job_id, timeout_s):
+        raise StoreUnavailable("job store unavailable: connection refused")
+
+    monkeypatch.setattr(stack.runner, "wait", down)
+    r = await client.post("/generate-with-lyrics", json=BODIES["/generate-with-lyrics"], headers=AUTH)
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
