@@ -106,9 +106,9 @@ def markdown(report: dict[str, Any]) -> str:
                      f"cover {_g(res['engines']['cover']['weights_bytes'])}); peak while running one song: "
                      f"{_g(res['peak_bytes'])} GiB (reserved {_g(res['peak_reserved_bytes'])} GiB).")
             L.append("")
-            L.append(f"Song through the engines ({sg['order']}): words {sg['words_s']:.2f} s, "
-                     f"then music {sg['music_s']:.2f} s || cover {sg['cover_s']:.2f} s || meta {sg['meta_s']:.2f} s; "
-                     f"critical path total **{sg['total_s']:.2f} s**.")
+            L.append(f"Song through the app's composer ({sg['order']}): words {sg['words_s']:.2f} s "
+                     f"(title and categories {sg['meta_s']:.2f} s, beside them), then music {sg['music_s']:.2f} s "
+                     f"|| cover {sg['cover_s']:.2f} s; whole song **{sg['total_s']:.2f} s**.")
     bud = report.get("budget")
     if bud:
         L.append("")
