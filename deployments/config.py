@@ -75,6 +75,14 @@ class LLMArgs(EngineArgs):
     batch_wait_timeout_s: float = Field(
         default=0.01, ge=0.0, le=1.0, description="How long a batch waits to fill before it runs."
     )
+    temperature: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature for seeded requests (a song's seed makes its words reproducible); "
+        "requests without a seed decode greedily. 0 = always greedy.",
+    )
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass for seeded requests.")
 
 
 class MusicArgs(EngineArgs):
@@ -109,12 +117,73 @@ class MusicArgs(EngineArgs):
         "output with fewer temporaries and memory passes, so a faster VAE decode on CPUs (on a GPU the same ops "
         "run unchunked). False = diffusers' own decoder code.",
     )
+    vae_tiling: bool = Field(
+        default=True,
+        description="Decode audio in overlapping tiles along time (diffusers' AutoencoderOobleck tiling, off in "
+        "diffusers by default). Untiled, the decoder's activations grow with the song: its last block holds "
+        "tensors of ~128 channels x every output sample, gigabytes for a few minutes of audio and past 2^31 "
+        "elements for the longest songs, so long songs run out of GPU memory. Tiled, decode memory is bounded "
+        "by one tile whatever the length, and the audio matches the untiled decode to float rounding "
+        "(tests/unit/deployments/test_music_tiling.py). False = one decoder call over the whole song.",
+    )
+    vae_tile_frames: int = Field(
+        default=512,
+        ge=16,
+        le=16_384,
+        description="Latent frames per decoder tile, overlap included (25 frames per second of 48 kHz audio; "
+        "512 = 20.5 s, as ACE-Step's own handler). Songs up to this length decode in one call. Larger tiles "
+        "mean fewer decoder calls and more memory per call; decode memory scales with this, not the song.",
+    )
+    vae_tile_overlap_frames: int = Field(
+        default=64,
+        ge=0,
+        le=4_096,
+        description="Latent frames of context decoded on each side of a tile and cropped away (ACE-Step uses 64). "
+        "It must cover the decoder's receptive field (about 8 frames for Oobleck) for tiles to join without "
+        "seams; a wider overlap costs decode time (each tile redoes 2 x overlap frames) and changes nothing "
+        "else. Must be less than half of vae_tile_frames.",
+    )
+    warmup_duration_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=600.0,
+        description="Song length of the one-step warm-up render in __init__ (with warmup on). A realistic length "
+        "warms what a 1 s render never reaches: tiled decoding (at least two tiles from 20.5 s on), the "
+        "allocator's pools and the kernels picked for real sequence lengths, so a replica's first song is as "
+        "fast as the next. Longer warm-ups cost start-up time.",
+    )
+    encode_threads: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Threads that encode rendered audio to mp3/opus/flac/wav, apart from the render thread: the "
+        "next song's render starts while the previous song encodes, so the accelerator does not wait on a CPU "
+        "encoder. One is enough while an encode takes less time than a render.",
+    )
+
+    def model_post_init(self, context: object, /) -> None:
+        if self.vae_tiling and self.vae_tile_frames <= 2 * self.vae_tile_overlap_frames:
+            raise ValueError(
+                f"vae_tile_frames ({self.vae_tile_frames}) must be more than twice vae_tile_overlap_frames "
+                f"({self.vae_tile_overlap_frames}): each tile needs frames of its own between its overlaps"
+            )
 
 
 class CoverArgs(EngineArgs):
-    """The SDXL-Turbo cover painter."""
+    """The cover painter: any few-step diffusers text-to-image pipeline (SDXL-Turbo by default)."""
 
-    model: str = Field(default=PRODUCTION_COVER, description="SDXL-Turbo id or local directory.")
+    model: str = Field(
+        default=PRODUCTION_COVER,
+        description="Text-to-image pipeline id or local directory, loaded with diffusers' AutoPipelineForText2Image "
+        "(the pipeline class comes from its model_index.json). The default, SDXL-Turbo, is under a non-commercial "
+        "licence (sai-nc-community): see README, Production, for switching.",
+    )
+    vae: str | None = Field(
+        default=None,
+        description="An AutoencoderKL id or local directory that replaces the pipeline's VAE, e.g. "
+        "'madebyollin/sdxl-vae-fp16-fix' for SDXL: it decodes in fp16 without the fp32 upcast (force_upcast) "
+        "SDXL's own VAE needs on every call. None = the pipeline's own VAE.",
+    )
     steps: int = Field(default=1, ge=1, le=4, description="Denoising steps (turbo: 1-4).")
     size: int = Field(default=512, ge=256, le=1024, multiple_of=64, description="Square cover size in pixels.")
     max_batch_size: int = Field(default=4, ge=1, le=16, description="Concurrent covers painted in one pipeline call.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from ray import serve
@@ -14,14 +15,19 @@ from deployments.protocol import (  # noqa: F401  (the request/result types are 
     LLMProtocol,
     TorchEngine,
     Written,
+    product_seed,
 )
 from deployments.serving import Batcher, Worker
 
 
 class LLMEngine(TorchEngine):
-    """Greedy chat completion for batches of chats, left-padded into one `generate` call."""
+    """Chat completion with transformers: unseeded chats are decoded greedily, left-padded into one
+    `generate` call; seeded chats are sampled (temperature/top_p) one at a time under a lock, since
+    `generate` takes no per-request generator: the seed goes into torch's global RNG, so two
+    seeded calls must not interleave. Batch size 1 for seeded rows is what CPUs run anyway."""
 
     args: LLMArgs
+    _sampling_lock = threading.Lock()
 
     def load(self) -> None:
         import torch
@@ -43,11 +49,28 @@ class LLMEngine(TorchEngine):
         self.complete_batch([Completion([{"role": "user", "content": "Hi"}], 2)])
 
     def complete_batch(self, items: list[Completion]) -> list[Answer]:
+        """One answer per chat, in order: the greedy ones in one generate() call, each seeded one in
+        its own sampled call."""
+        sampled = self.args.temperature > 0
+        greedy = [i for i, it in enumerate(items) if it.seed is None or not sampled]
+        out: list[Answer | None] = [None] * len(items)
+        if greedy:
+            for i, ans in zip(greedy, self._generate([items[i] for i in greedy])):
+                out[i] = ans
+        for i, it in enumerate(items):
+            if out[i] is None:
+                out[i] = self._generate([it], seed=it.seed)[0]
+        return out  # type: ignore[return-value]
+
+    def _generate(self, items: list[Completion], seed: int | None = None) -> list[Answer]:
         """Answer every chat in ONE generate() call; each row stops at EOS or its own token budget.
 
         One call (not one per budget) keeps a song's tags and lyrics, asked together, finishing
-        together: the music waits for both, so the batch costs it nothing extra.
+        together: the music waits for both, so the batch costs it nothing extra. With `seed` (one
+        item), it samples from that seed under the class lock.
         """
+        import contextlib
+
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -63,11 +86,16 @@ class LLMEngine(TorchEngine):
             def __call__(self, input_ids, scores, **kwargs):
                 return (input_ids.shape[1] - prompt_len) >= budgets
 
-        with torch.inference_mode():
+        sampling = {"do_sample": False}
+        if seed is not None:
+            sampling = {"do_sample": True, "temperature": self.args.temperature, "top_p": self.args.top_p}
+        with self._sampling_lock if seed is not None else contextlib.nullcontext(), torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
             ids = self.model.generate(
                 **enc,
                 max_new_tokens=int(budgets.max()),
-                do_sample=False,
+                **sampling,
                 repetition_penalty=self.args.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
                 stopping_criteria=StoppingCriteriaList([RowBudget()]),
@@ -87,28 +115,33 @@ class LLMEngine(TorchEngine):
 
     # -- the three products, for single use without Ray (tests, the seed-style baseline) --
 
-    def write_tags(self, description: str, instrumental: bool) -> Written:
-        return finish_tags(self.complete_batch([tags_completion(self.args, description, instrumental)])[0],
+    def write_tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
+        return finish_tags(self.complete_batch([tags_completion(self.args, description, instrumental, seed)])[0],
                            description, instrumental, self.args.model)
 
-    def write_lyrics(self, subject: str) -> Written:
-        return finish_lyrics(self.complete_batch([lyrics_completion(self.args, subject)])[0], subject, self.args.model)
+    def write_lyrics(self, subject: str, seed: int | None = None) -> Written:
+        raw = self.complete_batch([lyrics_completion(self.args, subject, seed)])[0]
+        return finish_lyrics(raw, subject, self.args.model)
 
-    def write_meta(self, description: str, tags: list[str], lyrics: str = "") -> Written:
-        raw = self.complete_batch([meta_completion(self.args, description, tags)])[0]
+    def write_meta(self, description: str, tags: list[str], lyrics: str = "", seed: int | None = None) -> Written:
+        raw = self.complete_batch([meta_completion(self.args, description, tags, seed)])[0]
         return finish_meta(raw, description, tags, lyrics, self.args.model)
 
 
-def tags_completion(args: LLMArgs, description: str, instrumental: bool) -> Completion:
-    return Completion(lt.tags_chat(description, instrumental), args.max_new_tokens_tags)
+# The three products' requests. `seed` is the SONG's seed (None = greedy); each product samples
+# from its own seed derived from it (protocol.product_seed).
 
 
-def lyrics_completion(args: LLMArgs, subject: str) -> Completion:
-    return Completion(lt.lyrics_chat(subject), args.max_new_tokens_lyrics)
+def tags_completion(args: LLMArgs, description: str, instrumental: bool, seed: int | None = None) -> Completion:
+    return Completion(lt.tags_chat(description, instrumental), args.max_new_tokens_tags, product_seed(seed, "tags"))
 
 
-def meta_completion(args: LLMArgs, description: str, tags: list[str]) -> Completion:
-    return Completion(lt.meta_chat(description, tags), args.max_new_tokens_meta)
+def lyrics_completion(args: LLMArgs, subject: str, seed: int | None = None) -> Completion:
+    return Completion(lt.lyrics_chat(subject), args.max_new_tokens_lyrics, product_seed(seed, "lyrics"))
+
+
+def meta_completion(args: LLMArgs, description: str, tags: list[str], seed: int | None = None) -> Completion:
+    return Completion(lt.meta_chat(description, tags), args.max_new_tokens_meta, product_seed(seed, "meta"))
 
 
 def finish_tags(ans: Answer, description: str, instrumental: bool, model: str) -> Written:
@@ -154,16 +187,18 @@ class LLMDeployment:
                 raw = await self._batcher.submit(completion)
         return raw, started, time.time()
 
-    async def tags(self, description: str, instrumental: bool = False) -> Written:
-        raw, t0, t1 = await self._timed(tags_completion(self.args, description, instrumental))
+    # `seed`: the song's seed (None = greedy, as before seeds); the same seed gives the same words.
+
+    async def tags(self, description: str, instrumental: bool = False, seed: int | None = None) -> Written:
+        raw, t0, t1 = await self._timed(tags_completion(self.args, description, instrumental, seed))
         return _stamp(finish_tags(raw, description, instrumental, self.args.model), t0, t1)
 
-    async def lyrics(self, subject: str) -> Written:
-        raw, t0, t1 = await self._timed(lyrics_completion(self.args, subject))
+    async def lyrics(self, subject: str, seed: int | None = None) -> Written:
+        raw, t0, t1 = await self._timed(lyrics_completion(self.args, subject, seed))
         return _stamp(finish_lyrics(raw, subject, self.args.model), t0, t1)
 
-    async def meta(self, description: str, tags: list[str], lyrics: str = "") -> Written:
-        raw, t0, t1 = await self._timed(meta_completion(self.args, description, tags))
+    async def meta(self, description: str, tags: list[str], lyrics: str = "", seed: int | None = None) -> Written:
+        raw, t0, t1 = await self._timed(meta_completion(self.args, description, tags, seed))
         return _stamp(finish_meta(raw, description, tags, lyrics, self.args.model), t0, t1)
 
 

@@ -8,11 +8,13 @@ Nothing here imports torch: the ingress imports these modules.
 
 from __future__ import annotations
 
+import hashlib
+import functools
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from deployments.audio_codec import AudioFormat
 from deployments.lyrics_text import Chat
@@ -49,6 +51,27 @@ class EngineError(RuntimeError):
 class Completion:
     chat: Chat
     max_new_tokens: int
+    # None: greedy decoding (deterministic, the behaviour before seeds); an int: sampled with the
+    # engine's temperature/top_p from this seed, so the same seed gives the same words.
+    seed: int | None = None
+
+
+LLMProduct = Literal["tags", "lyrics", "meta"]
+_PRODUCT_SALT = {"tags": 1, "lyrics": 2, "meta": 3}
+
+
+def product_seed(song_seed: int | None, kind: LLMProduct) -> int | None:
+    """The one place a song's seed becomes the seed of one of its LLM products.
+
+    Tags, lyrics and meta each get their own (a stable hash of song seed and product, in
+    [0, MAX_SEED)), so the three answers are not drawn from the same random stream; None stays None
+    (greedy). Stable across processes and Python versions (no `hash()`): a song's words can be
+    reproduced from its manifest's seed.
+    """
+    if song_seed is None:
+        return None
+    digest = hashlib.blake2b(f"{int(song_seed)}:{_PRODUCT_SALT[kind]}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % MAX_SEED
 
 
 @dataclass
@@ -155,6 +178,20 @@ class LLMProtocol(Engine, Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncLLMProtocol(Engine, Protocol):
+    """An engine that schedules requests itself (vLLM: continuous batching): each chat is its own
+    awaitable request, answered as soon as its own tokens are done, whatever else is running."""
+
+    async def complete(self, item: Completion) -> Answer:
+        """The answer to one chat; awaitable on the replica's event loop, never blocking it."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop the engine's background processes (vLLM's engine core) now."""
+        ...
+
+
 class MusicProtocol(Engine, Protocol):
     def generate(
         self, req: MusicRequest, progress: ProgressFn | None = None, cancel: threading.Event | None = None
@@ -169,15 +206,46 @@ class CoverProtocol(Engine, Protocol):
         ...
 
 
+# The engines' render calls (the protocols above): TorchEngine returns the GPU memory they cached.
+RENDER_METHODS = ("generate", "generate_batch", "complete_batch")
+
+
+def _returning_gpu_cache(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def render(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        finally:  # also after a failed or cancelled render (an out-of-memory one above all)
+            runtime = getattr(self, "runtime", None)
+            if runtime is not None and runtime.device.type == "cuda":
+                from deployments.runtime import return_cached_gpu_memory
+
+                return_cached_gpu_memory(runtime.device)
+
+    render._returns_gpu_cache = True  # type: ignore[attr-defined]
+    return render
+
+
 class TorchEngine:
-    """The one way the real engines load: pick device and dtype, `load()` the model, warm it up
-    (`warm_up()`, when args.warmup) and give the loading temporaries back to the OS.
+    """The one way the real engines load: pick device and dtype (refusing to start on the CPU when
+    Ray gave the replica a GPU torch cannot see), cap the process's GPU memory at the `num_gpus`
+    share Ray assigned, `load()` the model, warm it up (`warm_up()`, when args.warmup) and give the
+    loading temporaries back to the OS. On CUDA, every render call (RENDER_METHODS a subclass
+    defines) hands the allocator's large unused cache back to the driver when it returns, so a long
+    song's activations do not stay reserved in the memory its GPU neighbours were promised.
 
     Subclasses set `half` (their CUDA dtype) and implement `load` and `warm_up`.
     """
 
     half = "bfloat16"
     runtime: Runtime
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in RENDER_METHODS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_returns_gpu_cache", False):
+                setattr(cls, name, _returning_gpu_cache(method))
 
     def __init__(self, args: Any) -> None:
         import torch
@@ -190,6 +258,10 @@ class TorchEngine:
         if args.warmup:
             self.warm_up()
         release_free_memory()  # loading and warm-up temporaries
+        if self.runtime.device.type == "cuda":
+            from deployments.runtime import return_cached_gpu_memory
+
+            return_cached_gpu_memory(self.runtime.device, above=0)  # the same, in the GPU's allocator
 
     def load(self) -> None:
         raise NotImplementedError
