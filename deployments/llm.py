@@ -1,7 +1,15 @@
-"""Lyrics/tags writer: a chat LLM engine (usable without Ray) and its batched Serve deployment."""
+"""Lyrics/tags writer: the chat LLM engines (usable without Ray) and their Serve deployment.
+
+Two engines behind deployments/protocol.py: vLLM's async engine (deployments/llm_vllm.py, the
+default: continuous batching, prefix caching, every request answered on its own) and transformers
+`generate` (`LLMEngine` below), kept as the fallback for models vLLM cannot load (GGUF, an
+unsupported architecture, or no vllm installed). `LLMArgs.engine` picks; `engine_class` decides.
+"""
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
 import time
 
@@ -18,6 +26,8 @@ from deployments.protocol import (  # noqa: F401  (the request/result types are 
     product_seed,
 )
 from deployments.serving import Batcher, Worker
+
+log = logging.getLogger(__name__)
 
 
 class LLMEngine(TorchEngine):
@@ -159,15 +169,32 @@ def finish_meta(ans: Answer, description: str, tags: list[str], lyrics: str, mod
     return Written("meta", title=title, categories=cats, raw=ans.text, model=model)
 
 
+def engine_class(args: LLMArgs) -> type:
+    """The engine `args.engine` asks for, or transformers when vLLM cannot load this model here."""
+    if args.engine == "vllm":
+        from deployments.llm_vllm import vllm_unsupported_reason
+
+        reason = vllm_unsupported_reason(args)
+        if reason is None:
+            from deployments.llm_vllm import VLLMEngine
+
+            return VLLMEngine
+        log.warning("LLM %s: vLLM cannot serve it (%s); using the transformers engine", args.model, reason)
+    return LLMEngine
+
+
 @serve.deployment(name="LLM", max_ongoing_requests=32)
 class LLMDeployment:
-    """Concurrent prompts share one generate() call (a Batcher) on GPUs; on CPUs, where every
-    batched row costs compute, they run unbatched on `parallel_requests` threads instead.
-    `engine_cls` swaps the engine (tests: a fake)."""
+    """An async engine (vLLM) gets every prompt as its own request and schedules them itself. A
+    blocking engine (transformers): concurrent prompts share one generate() call (a Batcher) on
+    GPUs; on CPUs, where every batched row costs compute, they run unbatched on
+    `parallel_requests` threads instead. `engine_cls` swaps the engine (tests: a fake); None =
+    `engine_class(args)`."""
 
-    def __init__(self, args: LLMArgs | dict, engine_cls: type[LLMProtocol] = LLMEngine):
+    def __init__(self, args: LLMArgs | dict, engine_cls: type | None = None):
         self.args = LLMArgs.model_validate(args)
-        self.engine = engine_cls(self.args)
+        self.engine = (engine_cls or engine_class(self.args))(self.args)
+        self._async = inspect.iscoroutinefunction(getattr(self.engine, "complete", None))
         self._unbatched = self.args.max_batch_size == 1
         self._worker = Worker("llm", threads=self.args.parallel_requests if self._unbatched else 1)
         self._batcher = Batcher(self._complete, self.args.max_batch_size, self.args.batch_wait_timeout_s)
@@ -178,10 +205,21 @@ class LLMDeployment:
     async def ready(self) -> str:
         return self.engine.ready()
 
+    def shutdown(self) -> None:
+        """Stop the engine's subprocesses (vLLM's engine core) now; idempotent."""
+        stop = getattr(getattr(self, "engine", None), "shutdown", None)
+        if stop is not None:
+            stop()
+
+    def __del__(self) -> None:  # Serve calls it on a graceful replica shutdown
+        self.shutdown()
+
     async def _timed(self, completion: Completion) -> tuple[Answer, float, float]:
         started = time.time()
         with self._worker.request():
-            if self._unbatched:
+            if self._async:
+                raw = await self.engine.complete(completion)
+            elif self._unbatched:
                 [raw] = await self._worker.call(self.engine.complete_batch, [completion])
             else:
                 raw = await self._batcher.submit(completion)
