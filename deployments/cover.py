@@ -1,4 +1,9 @@
-"""SDXL-Turbo cover painter: the engine (usable without Ray) and its batched Serve deployment."""
+"""The cover painter: the engine (usable without Ray) and its batched Serve deployment.
+
+The model is any diffusers text-to-image pipeline, loaded with AutoPipelineForText2Image (the class
+comes from the checkpoint's model_index.json): SDXL-Turbo by default (non-commercial licence,
+sai-nc-community; README, Production, says how to switch to another few-step model).
+"""
 
 from __future__ import annotations
 
@@ -32,23 +37,53 @@ class CoverEngine(TorchEngine):
     """Square album covers from text, batched: one pipeline call paints every cover in a batch."""
 
     args: CoverArgs
-    half = "float16"  # SDXL's VAE overflows in bf16; fp16 is what sdxl-turbo ships (its fp16 weight variant).
+    # fp16 on CUDA: sdxl-turbo ships an fp16 weight variant (half the download). SDXL's original VAE
+    # overflows in fp16 (inf/NaN activations, black images), so diffusers upcasts it to fp32 for every
+    # decode (its config's force_upcast); the fp16-fix VAE (args.vae: madebyollin/sdxl-vae-fp16-fix)
+    # decodes in fp16 and skips that upcast. (bf16 has fp32's range and does not overflow.)
+    half = "float16"
 
     def load(self) -> None:
         import torch
-        from diffusers import StableDiffusionXLPipeline
+        from diffusers import AutoPipelineForText2Image
 
         from deployments.runtime import load_diffusers_pipeline
 
         args = self.args
-        hub_fp16 = self.runtime.dtype == torch.float16 and not Path(args.model).exists()
-        self.pipe = load_diffusers_pipeline(
-            StableDiffusionXLPipeline, args, self.runtime, compile_attr="unet", add_watermarker=False,
-            **({"variant": "fp16"} if hub_fp16 else {}),
-        )
+        extra = {"add_watermarker": False}  # SDXL's invisible watermark (other pipelines ignore the keyword)
+        if args.vae:
+            extra["vae"] = self._load_vae()
+
+        def load(**more):
+            return load_diffusers_pipeline(
+                AutoPipelineForText2Image, args, self.runtime, compile_attr=("unet", "transformer"), **extra, **more
+            )
+
+        if self.runtime.dtype == torch.float16 and not Path(args.model).exists():
+            try:
+                self.pipe = load(variant="fp16")
+            except ValueError as exc:  # a checkpoint with no fp16 variant at all: its plain files, as weights.py
+                if "variant" not in str(exc):
+                    raise
+                self.pipe = load()
+        else:
+            self.pipe = load()
         if args.channels_last:
-            for name in ("unet", "vae"):
-                getattr(self.pipe, name).to(memory_format=torch.channels_last)
+            for name in ("unet", "vae"):  # the convolutional networks; a DiT pipeline has no unet
+                module = getattr(self.pipe, name, None)
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
+
+    def _load_vae(self):
+        """args.vae as an AutoencoderKL in the engine's dtype, told not to upcast itself to fp32."""
+        from diffusers import AutoencoderKL
+
+        from deployments.runtime import from_pretrained
+
+        vae_args = self.args.model_copy(update={"model": self.args.vae})
+        vae = from_pretrained(AutoencoderKL.from_pretrained, vae_args, dtype=self.runtime.dtype)
+        vae.register_to_config(force_upcast=False)  # the fp16-fix VAE's config says so too; make it true
+        return vae
 
     def warm_up(self) -> None:
         self.generate_batch([CoverRequest(prompt="warm up", seed=0)])

@@ -4,12 +4,14 @@
     python -m deployments.weights verify   --config configs/prod.yaml [--app 0]
 
 Reads `applications[<app>].args.{llm,music,cover}.engine.model` (defaults: the production ids in
-`deployments.config`). Hugging Face ids go to the hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`,
+`deployments.config`) and `cover.engine.vae` (a separate VAE the cover engine loads in place of its
+pipeline's own, e.g. madebyollin/sdxl-vae-fp16-fix). Hugging Face ids go to the hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`,
 the same cache the engines read); local directories (the dev kits) are only checked.
 
 `download` fetches only what the engines load: for the LLM the root config/tokenizer/safetensors
 files; for SDXL-Turbo the fp16 variant the CUDA replica loads (not the full-precision copies, the
-single-file checkpoints or the ONNX exports); for ACE-Step everything except audio samples and
+single-file checkpoints or the ONNX exports, and not its vae/ when `cover.engine.vae` replaces it); for
+the cover VAE its diffusers `config.json` and weights (not the single-file copies); for ACE-Step everything except audio samples and
 `.bin` duplicates of safetensors weights. `verify` needs no network: it checks refs/main, every
 component of a diffusers pipeline, every shard listed in a weights index, the tokenizer, and
 (when huggingface_hub cached the repo's file listing at download time) every expected file and
@@ -47,6 +49,7 @@ _INDEX_RE = re.compile(r"^[^.]+\.(?P<fmt>safetensors|bin)\.index(?:\.(?P<variant
 AUDIO_SAMPLES = ("*.wav", "*.mp3", "*.flac", "*.ogg", "*.opus", "*.m4a", "*.aac", "*.aiff")
 LLM_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "*.tiktoken", "*.jinja", "tokenizer*")
 PIPELINE_COMPONENT_FILES = ("*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "*.jinja", "tokenizer*")
+DIFFUSERS_WEIGHTS_STEM = "diffusion_pytorch_model"  # what a diffusers ModelMixin.from_pretrained reads
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tokenizer.tiktoken")
 
 # Which weight variant each role's engine asks diffusers for (see deployments/cover.py).
@@ -62,9 +65,15 @@ class WeightsError(Exception):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    role: str  # llm | music | cover
+    role: str  # llm | music | cover | cover_vae
     model: str  # a hub id, or a local directory as written in the config
     variant: str | None = None  # diffusers weight variant the engine loads, e.g. "fp16"
+    skip: tuple[str, ...] = ()  # pipeline components the engine loads from elsewhere (cover: vae)
+
+    @property
+    def field(self) -> str:
+        """Where the config names this model."""
+        return "cover.engine.vae" if self.role == "cover_vae" else f"{self.role}.engine.model"
 
     @property
     def local(self) -> bool:
@@ -104,7 +113,10 @@ def load_specs(config_path: str | Path, app: str = "0") -> list[ModelSpec]:
         except Exception as exc:  # pydantic.ValidationError: typos, bad values
             raise WeightsError(f"{role}.engine in {str(config_path)!r} is invalid: {exc}") from exc
         variant = "fp16" if role == "cover" and engine_args.dtype in _FP16_DTYPES else None
-        specs.append(ModelSpec(role=role, model=engine_args.model, variant=variant))
+        vae = getattr(engine_args, "vae", None) if role == "cover" else None
+        specs.append(ModelSpec(role=role, model=engine_args.model, variant=variant, skip=("vae",) if vae else ()))
+        if vae:  # loaded without a variant (deployments/cover.py): the fp16-fix VAE ships one set of weights
+            specs.append(ModelSpec(role="cover_vae", model=vae))
     return specs
 
 
@@ -186,8 +198,9 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def select_files(files: list[str], role: str, variant: str | None = None) -> list[str]:
-    """The repo files `download` fetches for an engine of `role` (hub paths, '/'-separated)."""
+def select_files(files: list[str], role: str, variant: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:
+    """The repo files `download` fetches for an engine of `role` (hub paths, '/'-separated); `skip`:
+    pipeline component folders the engine loads from another repo."""
     by_dir: dict[str, list[str]] = {}
     candidates = []
     for path in files:
@@ -198,8 +211,13 @@ def select_files(files: list[str], role: str, variant: str | None = None) -> lis
             # model_index.json at the root, one level of component folders; no root single-file
             # checkpoints (sd_xl_turbo_1.0*.safetensors), no ONNX exports.
             keep = (not parent and name == "model_index.json") or (
-                parent.count("/") == 0 and bool(parent) and _matches(name, PIPELINE_COMPONENT_FILES)
+                parent.count("/") == 0 and bool(parent) and parent not in skip
+                and _matches(name, PIPELINE_COMPONENT_FILES)
             )
+        elif role == "cover_vae":
+            # A diffusers model at the root: config.json and diffusion_pytorch_model* weights, not the
+            # single-file copies for other tools (sdxl_vae.safetensors, sdxl.vae.safetensors).
+            keep = not parent and (name == "config.json" or name.startswith(DIFFUSERS_WEIGHTS_STEM + "."))
         else:  # music: everything except audio samples (and the weight duplicates below)
             keep = not _matches(name.lower(), AUDIO_SAMPLES)
         if keep:
@@ -232,8 +250,10 @@ def _names(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
 
-def _check_weights(d: Path, variant: str | None, label: str) -> list[str]:
+def _check_weights(d: Path, variant: str | None, label: str, stem: str | None = None) -> list[str]:
     names = _names(d)
+    if stem:  # only files of this stem are loadable (a diffusers model's folder)
+        names = [n for n in names if n.startswith(stem + ".") or n.startswith(stem + "-")]
     if variant:
         usable = _pick_weights(names, variant)
     else:  # the engine asks for no variant: variant files do not count
@@ -264,8 +284,9 @@ def _check_tokenizer(d: Path, label: str) -> list[str]:
     return [f"{label}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...)"]
 
 
-def check_model_dir(root: Path, variant: str | None = None) -> list[str]:
-    """Structural completeness of a model folder (a hub snapshot or a local directory)."""
+def check_model_dir(root: Path, variant: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:
+    """Structural completeness of a model folder (a hub snapshot or a local directory); `skip`: pipeline
+    components the engine loads from elsewhere."""
     if (root / "model_index.json").is_file():  # a diffusers pipeline
         try:
             index = json.loads((root / "model_index.json").read_text())
@@ -275,6 +296,8 @@ def check_model_dir(root: Path, variant: str | None = None) -> list[str]:
         for name, value in sorted(index.items()):
             if name.startswith("_") or not isinstance(value, list) or len(value) != 2 or None in value:
                 continue  # metadata, or an optional component the pipeline does not use
+            if name in skip:
+                continue  # passed to from_pretrained ready-made: diffusers never reads this folder
             comp = root / name
             if not comp.is_dir():
                 problems.append(f"component {name}/ ({value[1]}) is missing")
@@ -287,8 +310,14 @@ def check_model_dir(root: Path, variant: str | None = None) -> list[str]:
             else:
                 problems.append(f"component {name}/ has no config")
         return problems
-    if (root / "config.json").is_file():  # a transformers model (the LLM)
-        return _check_weights(root, variant, "") + _check_tokenizer(root, "")
+    if (root / "config.json").is_file():
+        try:
+            config = json.loads((root / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            return [f"config.json is unreadable ({type(exc).__name__})"]
+        if isinstance(config, dict) and "_class_name" in config:  # a diffusers model (the cover VAE)
+            return _check_weights(root, variant, "", stem=DIFFUSERS_WEIGHTS_STEM)
+        return _check_weights(root, variant, "") + _check_tokenizer(root, "")  # a transformers model (the LLM)
     return ["no model_index.json or config.json"]
 
 
@@ -304,7 +333,7 @@ def _tree_problems(cache: Path, spec: ModelSpec, snapshot: Path) -> list[str]:
         return []
     sizes = {f.path: f.size for f in tree}
     problems = []
-    for path in select_files(list(sizes), spec.role, spec.variant):
+    for path in select_files(list(sizes), spec.role, spec.variant, spec.skip):
         local = snapshot / path
         if not local.is_file():
             problems.append(f"{path} is missing")
@@ -329,7 +358,7 @@ def verify_one(spec: ModelSpec, cache: Path) -> Result:
         root = spec.local_path
         if not root.is_dir():
             return Result(spec, "missing", root, problems=["directory does not exist"])
-        problems = check_model_dir(root, spec.variant)
+        problems = check_model_dir(root, spec.variant, spec.skip)
         return Result(spec, "incomplete" if problems else "ok", root, _dir_size(root), problems)
     repo = repo_folder(cache, spec.model)
     ref = repo / "refs" / REVISION
@@ -339,7 +368,7 @@ def verify_one(spec: ModelSpec, cache: Path) -> Result:
     if not snapshot.is_dir():
         return Result(spec, "missing", snapshot, problems=[f"refs/{REVISION} points to a missing snapshot"])
     problems = _tree_problems(cache, spec, snapshot)
-    problems += [p for p in check_model_dir(snapshot, spec.variant) if p not in problems]
+    problems += [p for p in check_model_dir(snapshot, spec.variant, spec.skip) if p not in problems]
     return Result(spec, "incomplete" if problems else "ok", snapshot, _dir_size(snapshot), problems)
 
 
@@ -377,7 +406,7 @@ def explain(r: Result, cache: Path, config: str, app: str) -> str:
     if r.spec.local:
         return (
             f"model {r.spec.model!r} ({r.spec.role}) is a local directory that is {r.status} at {r.path} "
-            f"({details}): run `make setup` to build the local kits, or fix {r.spec.role}.engine.model in {config}"
+            f"({details}): run `make setup` to build the local kits, or fix {r.spec.field} in {config}"
         )
     fix = (
         f"run `{_command('download', config, app)}` on a machine with network access, "
@@ -418,7 +447,7 @@ def download_one(spec: ModelSpec, cache: Path, max_workers: int) -> Path:
     from huggingface_hub import HfApi, snapshot_download
 
     files = HfApi().list_repo_files(spec.model, revision=REVISION)
-    wanted = select_files(files, spec.role, spec.variant)
+    wanted = select_files(files, spec.role, spec.variant, spec.skip)
     if not wanted:
         raise WeightsError(f"{spec.model}: none of the repo's {len(files)} files is a {spec.role} model file")
     path = snapshot_download(

@@ -465,3 +465,70 @@ def test_mount_script_is_idempotent(cluster, tmp_path):
     proc, log = _run_mount_script(cluster, tmp_path, disks, mounted=True)
     assert proc.returncode == 0, proc.stderr
     assert not any(line.startswith(("mkfs", "mount")) for line in log), log
+
+
+# ---------------------------------------------------------------- GPU nodes: torch must see CUDA, GPU types match the configs
+
+CUDA_ASSERT = "import torch; assert torch.cuda.is_available()"
+
+
+def cuda_check_code(command: str) -> str:
+    """The Python source of a command's `python -c '...'` CUDA check."""
+    m = re.search(r"python -c '(?P<code>import torch; assert torch\.cuda\.is_available\(\)[^']*)'", command)
+    assert m, f"no CUDA check in {command[:200]!r}"
+    return m.group("code")
+
+
+def run_cuda_check(code: str, tmp_path: Path, fake_cuda: bool | None = None) -> subprocess.CompletedProcess:
+    """Run the check with this venv's torch (CPU-only here), or with a stub torch that has CUDA or not."""
+    env = dict(os.environ)
+    if fake_cuda is not None:
+        stub = tmp_path / f"stub-{fake_cuda}" / "torch"
+        stub.mkdir(parents=True)
+        (stub / "__init__.py").write_text(
+            "import types\n__version__ = '2.13.0+cu128'\nversion = types.SimpleNamespace(cuda='12.8')\n"
+            f"cuda = types.SimpleNamespace(is_available=lambda: {fake_cuda})\n"
+        )
+        env["PYTHONPATH"] = str(stub.parent)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_gpu_nodes_check_torch_sees_cuda_before_they_join(cluster):
+    setup = cluster["worker_setup_commands"]
+    check = next(i for i, c in enumerate(setup) if CUDA_ASSERT in c)
+    torch_install = next(i for i, c in enumerate(setup) if '"torch==' in c)
+    weights = next(i for i, c in enumerate(setup) if "deployments.weights" in c)
+    assert torch_install < check < weights  # after CUDA torch is installed, before 40 GB of weights
+    start = next(c for c in cluster["worker_start_ray_commands"] if "ray start" in c)
+    assert CUDA_ASSERT in start and start.index(CUDA_ASSERT) < start.index("ray start")
+    assert re.search(r"is_available\(\)[^&]*'\s*&&", start), "ray start must run only when the check passed"
+    assert not any(CUDA_ASSERT in c for c in cluster["head_start_ray_commands"] + cluster["head_setup_commands"])
+
+
+def test_the_cuda_check_fails_on_cpu_torch_and_passes_with_cuda(cluster, tmp_path):
+    start = next(c for c in cluster["worker_start_ray_commands"] if "ray start" in c)
+    code = cuda_check_code(start)
+    assert code == cuda_check_code(next(c for c in cluster["worker_setup_commands"] if CUDA_ASSERT in c))
+    import torch
+
+    if not torch.cuda.is_available():  # this machine: the CPU wheel, as a mis-installed GPU node would have
+        proc = run_cuda_check(code, tmp_path)
+        assert proc.returncode != 0
+        assert "torch.cuda.is_available() is False" in proc.stderr and f"torch {torch.__version__}" in proc.stderr
+    proc = run_cuda_check(code, tmp_path, fake_cuda=False)  # a CUDA wheel on a node whose driver is too old
+    assert proc.returncode != 0 and "(CUDA 12.8) cannot see a GPU" in proc.stderr
+    assert run_cuda_check(code, tmp_path, fake_cuda=True).returncode == 0
+
+
+def test_every_accelerator_type_the_configs_ask_for_is_a_node_type(cluster):
+    import ray.util.accelerators.accelerators as accelerators
+
+    known = {v for k, v in vars(accelerators).items() if k.isupper() and isinstance(v, str)}
+    offered = {k.split(":", 1)[1] for n in cluster["available_node_types"].values() for k in n["resources"]
+               if k.startswith("accelerator_type:")}
+    assert offered <= known, offered - known
+    for path, want in (("configs/prod.yaml", "H100"), ("configs/prod-multi-gpu.yaml", "L40S")):
+        args = yaml.safe_load((REPO / path).read_text())["applications"][0]["args"]
+        for model in ("llm", "music", "cover"):
+            asked = args[model]["deployment"].get("accelerator_type")
+            assert asked == want and asked in offered, (path, model, asked)

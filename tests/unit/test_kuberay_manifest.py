@@ -18,7 +18,7 @@ import yaml
 import ray
 from deployments.config import PRODUCTION_COVER, PRODUCTION_LLM, PRODUCTION_MUSIC
 from serve_app.args import AppArgs
-from tests.unit.test_cluster_config import find_secret_literals
+from tests.unit.test_cluster_config import CUDA_ASSERT, find_secret_literals, run_cuda_check
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy/kuberay/rayservice.yaml"
@@ -211,7 +211,7 @@ def _all_containers(doc: dict) -> list[dict]:
     if doc["kind"] == "Job":
         return doc["spec"]["template"]["spec"]["containers"]
     if doc["kind"] == "RayService":
-        return [c for _, g in _groups(doc) for c in _containers(g)]
+        return [c for _, g in _groups(doc) for c in _containers(g) + g["template"]["spec"].get("initContainers", [])]
     return []
 
 
@@ -256,3 +256,74 @@ def test_rayservice_validates_against_the_kuberay_crd(rayservice):
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     schema = version["schema"]["openAPIV3Schema"]
     jsonschema.Draft7Validator(schema).validate(rayservice)  # x-kubernetes-* keywords are ignored
+
+
+# ---------------------------------------------------------------- GPU pods: CUDA check, accelerator type, shm, shutdown
+
+
+def _quantity_bytes(q: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    for suffix, factor in units.items():
+        if str(q).endswith(suffix):
+            return int(float(str(q)[: -len(suffix)]) * factor)
+    return int(q)
+
+
+def test_upgrade_strategy_says_it_needs_kuberay_1_3():
+    text = MANIFEST.read_text()
+    assert "upgradeStrategy" in text and "KubeRay >= 1.3" in text
+    assert "KubeRay >= 1.1)" not in text
+
+
+def test_gpu_pods_check_torch_sees_cuda_before_ray_starts(rayservice, tmp_path):
+    for group in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        pod = group["template"]["spec"]
+        (check,) = [c for c in pod.get("initContainers", []) if CUDA_ASSERT in " ".join(c.get("command", []))]
+        assert check["image"] == pod["containers"][0]["image"]  # the same torch as the Ray container
+        for kind in ("requests", "limits"):  # the init container sees the pod's GPU only if it asks for it
+            assert check["resources"][kind]["nvidia.com/gpu"] == pod["containers"][0]["resources"][kind]["nvidia.com/gpu"]
+        assert check["command"][:2] == ["python", "-c"]
+        assert "envFrom" not in check  # needs no secret
+        proc = run_cuda_check(check["command"][2], tmp_path, fake_cuda=False)
+        assert proc.returncode != 0 and "torch.cuda.is_available() is False" in proc.stderr
+        assert run_cuda_check(check["command"][2], tmp_path, fake_cuda=True).returncode == 0
+
+
+def test_gpu_group_offers_the_accelerator_type_prod_asks_for(rayservice, serve_config):
+    """Ray's KubeRay autoscaler knows a group's resources only from rayStartParams and pod limits: the
+    `accelerator_type: H100` the prod replicas ask for must be declared there, or they never scale up."""
+    from ray.autoscaler._private.kuberay.autoscaling_config import _get_ray_resources_from_group_spec
+
+    args = serve_config["applications"][0]["args"]
+    asked = {args[m]["deployment"]["accelerator_type"] for m in ("llm", "music", "cover")}
+    assert asked == {"H100"}
+    for group in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        resources = _get_ray_resources_from_group_spec(group, is_head=False)
+        assert resources["GPU"] >= 1 and all(resources.get(f"accelerator_type:{a}") == 1 for a in asked), resources
+        assert "H100" in group["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.product"]
+
+
+def test_object_store_fits_dev_shm_in_every_pod(rayservice):
+    """Ray puts the object store in /dev/shm only if /dev/shm >= its size (else it refuses to start, or
+    falls back to slow disk); a memory-backed /dev/shm counts against the container's memory limit."""
+    for name, group in _groups(rayservice):
+        store = group["rayStartParams"].get("object-store-memory")
+        assert store is not None and store.isdigit(), (name, "set object-store-memory explicitly (bytes)")
+        pod = group["template"]["spec"]
+        (container,) = pod["containers"]
+        shm_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm")
+        shm = next(v for v in pod["volumes"] if v["name"] == shm_mount["name"])["emptyDir"]
+        assert shm["medium"] == "Memory"
+        shm_bytes, store_bytes = _quantity_bytes(shm["sizeLimit"]), int(store)
+        assert store_bytes <= shm_bytes, (name, store_bytes, shm_bytes)
+        assert shm_bytes <= _quantity_bytes(container["resources"]["limits"]["memory"]) / 4, name
+
+
+def test_gpu_pods_outlive_serves_graceful_shutdown(rayservice, serve_config):
+    args = serve_config["applications"][0]["args"]
+    model_stop = max(args[m]["deployment"]["graceful_shutdown_timeout_s"] for m in ("llm", "music", "cover"))
+    ingress = args["ingress"]["deployment"]["graceful_shutdown_timeout_s"]
+    assert ingress >= args["jobs"]["drain_timeout_s"]  # the ingress lets its songs drain before it stops
+    for group in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        grace = group["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert type(grace) is int and grace > model_stop + ingress, (grace, model_stop, ingress)

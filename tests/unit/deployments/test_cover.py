@@ -57,3 +57,46 @@ def test_channels_last_paints_the_same_cover(engine):
     assert a.shape == b.shape == (512, 512, 3)
     assert np.abs(a - b).max() <= 2 and (a != b).mean() < 0.01
     assert a.std() > 1  # a real picture, not a blank
+
+
+def test_cover_model_loads_through_autopipeline(kits, monkeypatch):
+    """AutoPipelineForText2Image picks the class from model_index.json: the kit's SDXL pipeline here,
+    another few-step text-to-image model when cover.engine.model names one."""
+    import diffusers
+
+    calls = []
+    real = diffusers.AutoPipelineForText2Image.from_pretrained.__func__
+
+    def spy(cls, source, **kwargs):
+        calls.append(source)
+        return real(cls, source, **kwargs)
+
+    monkeypatch.setattr(diffusers.AutoPipelineForText2Image, "from_pretrained", classmethod(spy))
+    engine = CoverEngine(CoverArgs(model=str(MODELS / "sdxl-turbo-kit"), num_threads=1, warmup=False))
+    assert calls == [str(MODELS / "sdxl-turbo-kit")]
+    assert type(engine.pipe).__name__ == "StableDiffusionXLPipeline"
+
+
+def test_a_separate_vae_replaces_the_pipelines_and_never_upcasts(kits, tmp_path):
+    """cover.engine.vae (prod: madebyollin/sdxl-vae-fp16-fix) is loaded as an AutoencoderKL and set on
+    the pipeline with force_upcast off, so fp16 replicas decode in fp16 instead of fp32 every call."""
+    import json
+    import shutil
+
+    vae_dir = tmp_path / "sdxl-vae-fp16-fix"
+    shutil.copytree(MODELS / "sdxl-turbo-kit" / "vae", vae_dir)
+    config = json.loads((vae_dir / "config.json").read_text())
+    (vae_dir / "config.json").write_text(json.dumps({**config, "force_upcast": True}))  # as SDXL's own VAE says
+    engine = CoverEngine(CoverArgs(model=str(MODELS / "sdxl-turbo-kit"), vae=str(vae_dir), num_threads=1,
+                                   warmup=False))
+    assert engine.pipe.vae.config._name_or_path == str(vae_dir)
+    assert engine.pipe.vae.config.force_upcast is False
+    [res] = engine.generate_batch([CoverRequest(prompt="jazz", seed=5)])
+    assert Image.open(io.BytesIO(res.png)).size == (512, 512)
+
+
+def test_a_missing_vae_dir_fails_at_start(kits, tmp_path):
+    from deployments.runtime import ModelNotAvailable
+
+    with pytest.raises(ModelNotAvailable, match="does not exist"):
+        CoverEngine(CoverArgs(model=str(MODELS / "sdxl-turbo-kit"), vae=str(tmp_path / "no-vae"), warmup=False))

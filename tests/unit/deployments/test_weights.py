@@ -131,8 +131,31 @@ def _acestep_repo() -> dict[str, bytes]:
     }
 
 
-HUB = {PRODUCTION_LLM: _qwen_repo(), PRODUCTION_MUSIC: _acestep_repo(), PRODUCTION_COVER: _sdxl_repo()}
-ROLE = {PRODUCTION_LLM: ("llm", None), PRODUCTION_MUSIC: ("music", None), PRODUCTION_COVER: ("cover", "fp16")}
+COVER_VAE = "madebyollin/sdxl-vae-fp16-fix"  # configs/prod.yaml's cover.engine.vae
+
+
+def _vae_repo() -> dict[str, bytes]:
+    """The fp16-fix VAE's layout: a diffusers model at the root, plus single-file copies for other tools."""
+    return {
+        ".gitattributes": b"",
+        "README.md": b"# SDXL-VAE-FP16-Fix\n",
+        "images/sdxl-vae-fp16-fix-comparison.png": b"\x89PNG",
+        "config.json": _json({"_class_name": "AutoencoderKL", "_diffusers_version": "0.18.0",
+                              "force_upcast": False, "scaling_factor": 0.13025}),
+        "diffusion_pytorch_model.safetensors": b"V" * 80,
+        "diffusion_pytorch_model.bin": b"v" * 80,
+        "sdxl_vae.safetensors": b"S" * 80,  # for other UIs: diffusers never reads these
+        "sdxl.vae.safetensors": b"s" * 80,
+        "sdxl_vae.bin": b"b" * 80,
+    }
+
+
+HUB = {PRODUCTION_LLM: _qwen_repo(), PRODUCTION_MUSIC: _acestep_repo(), PRODUCTION_COVER: _sdxl_repo(),
+       COVER_VAE: _vae_repo()}
+# role, variant, skipped components: as configs/prod.yaml has them (the cover's vae/ comes from COVER_VAE).
+ROLE = {PRODUCTION_LLM: ("llm", None, ()), PRODUCTION_MUSIC: ("music", None, ()),
+        PRODUCTION_COVER: ("cover", "fp16", ("vae",)), COVER_VAE: ("cover_vae", None, ())}
+MODELS_IN_PROD = (PRODUCTION_LLM, PRODUCTION_MUSIC, PRODUCTION_COVER, COVER_VAE)
 
 
 def cache_repo(cache: Path, repo_id: str, files: dict[str, bytes], tree: dict[str, int] | None = None) -> Path:
@@ -158,8 +181,8 @@ def populate(cache: Path, *, with_tree: bool = False) -> dict[str, Path]:
     """A cache as `download` leaves it: only the selected files of each production repo."""
     out = {}
     for repo_id, files in HUB.items():
-        role, variant = ROLE[repo_id]
-        wanted = set(select_files(list(files), role, variant))
+        role, variant, skip = ROLE[repo_id]
+        wanted = set(select_files(list(files), role, variant, skip))
         tree = {p: len(d) for p, d in files.items()} if with_tree else None
         out[repo_id] = cache_repo(cache, repo_id, {p: d for p, d in files.items() if p in wanted}, tree)
     return out
@@ -199,12 +222,13 @@ def test_verify_empty_cache_names_each_missing_model_and_the_fix(tmp_path):
     home = tmp_path / "empty-hf-home"
     proc = run_cli("verify", "--config", PROD, env={"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    for model in (PRODUCTION_LLM, PRODUCTION_MUSIC, PRODUCTION_COVER):
+    for model in MODELS_IN_PROD:
         assert f"model {model} (" in proc.stderr and model in proc.stdout
-    assert proc.stderr.count(f"is not in the HF cache at {home / 'hub'}") == 3
-    assert proc.stderr.count(f"run `{FIX}` on a machine with network access") == 3
+    assert f"model {COVER_VAE} (cover_vae) is not in the HF cache" in proc.stderr
+    assert proc.stderr.count(f"is not in the HF cache at {home / 'hub'}") == 4
+    assert proc.stderr.count(f"run `{FIX}` on a machine with network access") == 4
     assert "or mount the cache volume" in proc.stderr
-    assert proc.stdout.count("missing") == 3 and "3 of 3 model(s) not ready" in proc.stderr
+    assert proc.stdout.count("missing") == 4 and "4 of 4 model(s) not ready" in proc.stderr
     assert not home.exists()  # verify never writes
 
 
@@ -212,7 +236,7 @@ def test_verify_passes_on_a_populated_cache(hf_home, capsys):
     snapshots = populate(hf_home / "hub")
     assert main(["verify", "--config", PROD]) == 0
     out = capsys.readouterr().out
-    assert "all 3 model(s) present" in out
+    assert "all 4 model(s) present" in out
     for model, snapshot in snapshots.items():
         row = next(line for line in out.splitlines() if line.split()[1:2] == [model])
         assert " ok " in row and str(snapshot) in row and ("B " in row or "KiB " in row)
@@ -237,7 +261,7 @@ def test_verify_reports_a_missing_shard(hf_home, capsys):
     assert f"model {PRODUCTION_LLM} (llm) is incomplete in the HF cache" in captured.err
     assert "model-00003-of-00004.safetensors (listed in model.safetensors.index.json) is missing" in captured.err
     assert FIX in captured.err
-    assert "1 of 3 model(s) not ready" in captured.err
+    assert "1 of 4 model(s) not ready" in captured.err
 
 
 def test_verify_reports_a_missing_pipeline_component(hf_home, capsys):
@@ -251,10 +275,11 @@ def test_verify_reports_a_missing_pipeline_component(hf_home, capsys):
 
 def test_verify_checks_the_weights_variant_the_engine_loads(tmp_path, hf_home, capsys):
     populate(hf_home / "hub")  # SDXL-Turbo: fp16 files only, as `download` fetches them
-    fp16 = write_config(tmp_path / "fp16.yaml", cover={"model": PRODUCTION_COVER, "dtype": "float16"})
+    fp16 = write_config(tmp_path / "fp16.yaml", cover={"model": PRODUCTION_COVER, "vae": COVER_VAE, "dtype": "float16"})
     assert main(["verify", "--config", str(fp16)]) == 0
     # bf16/fp32 replicas load the full-precision files, which are not in this cache.
-    bf16 = write_config(tmp_path / "bf16.yaml", cover={"model": PRODUCTION_COVER, "dtype": "bfloat16"})
+    bf16 = write_config(tmp_path / "bf16.yaml", cover={"model": PRODUCTION_COVER, "vae": COVER_VAE,
+                                                        "dtype": "bfloat16"})
     assert main(["verify", "--config", str(bf16)]) == 1
     err = capsys.readouterr().err
     assert f"model {PRODUCTION_COVER} (cover) is incomplete" in err and "unet/: no weights" in err
@@ -356,10 +381,12 @@ def test_download_fetches_only_what_the_engines_load(hf_home, capsys, monkeypatc
 
     assert main(["download", "--config", PROD]) == 0
     out = capsys.readouterr().out
-    assert f"downloading {PRODUCTION_COVER} (fp16 weights)" in out and "all 3 model(s) present" in out
+    assert f"downloading {PRODUCTION_COVER} (fp16 weights)" in out and "all 4 model(s) present" in out
     cover = calls[PRODUCTION_COVER]
     assert all(".fp16." in p for p in cover if p.endswith(".safetensors"))
-    assert sum(p.endswith(".safetensors") for p in cover) == 4  # text_encoder(_2), unet, vae
+    assert sum(p.endswith(".safetensors") for p in cover) == 3  # text_encoder(_2), unet: the VAE comes from COVER_VAE
+    assert not any(p.startswith("vae/") for p in cover)
+    assert calls[COVER_VAE] == ["config.json", "diffusion_pytorch_model.safetensors"]
     assert not any(p.endswith((".onnx", ".onnx_data", ".png", ".md")) or "/" not in p and p != "model_index.json"
                    for p in cover)
     assert not any(p.endswith((".bin", ".gguf", ".pth", ".md")) or "/" in p for p in calls[PRODUCTION_LLM])
@@ -415,7 +442,8 @@ def test_select_files_prefers_safetensors_and_keeps_bin_only_weights():
 def test_specs_from_the_prod_config_and_defaults(tmp_path):
     specs = weights.load_specs(REPO / PROD)
     assert specs == [ModelSpec("llm", PRODUCTION_LLM), ModelSpec("music", PRODUCTION_MUSIC),
-                     ModelSpec("cover", PRODUCTION_COVER, "fp16")]
+                     ModelSpec("cover", PRODUCTION_COVER, "fp16", skip=("vae",)), ModelSpec("cover_vae", COVER_VAE)]
+    assert weights.load_specs(REPO / "configs/prod-multi-gpu.yaml") == specs
     assert weights.load_specs(REPO / PROD, "songsmith") == specs  # --app by name
     bare = tmp_path / "bare.yaml"
     bare.write_text(yaml.safe_dump({"applications": [{"import_path": "serve_app.app:build_app"}]}))
@@ -474,3 +502,71 @@ def test_a_cache_verify_accepts_loads_offline_in_the_real_libraries(kits, hf_hom
     assert AceStepPipeline.from_pretrained("kits/acestep", **offline).transformer is not None
     sdxl = StableDiffusionXLPipeline.from_pretrained("kits/sdxl", variant="fp16", add_watermarker=False, **offline)
     assert sdxl.unet is not None
+
+
+# ---------------------------------------------------------------- the cover's separate VAE
+
+
+def test_select_files_for_the_fp16_fix_vae_and_the_pipeline_without_its_vae():
+    assert select_files(list(HUB[COVER_VAE]), "cover_vae") == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert select_files(["config.json", "diffusion_pytorch_model.bin", "sdxl_vae.safetensors"], "cover_vae") == [
+        "config.json", "diffusion_pytorch_model.bin"]  # .bin only: it is the weights diffusers reads
+    without_vae = select_files(list(HUB[PRODUCTION_COVER]), "cover", "fp16", ("vae",))
+    assert without_vae == [p for p in select_files(list(HUB[PRODUCTION_COVER]), "cover", "fp16")
+                           if not p.startswith("vae/")]
+
+
+def test_verify_checks_the_separate_vae_and_skips_the_pipelines(tmp_path, hf_home, capsys):
+    snapshots = populate(hf_home / "hub")  # as download leaves it: sdxl-turbo without vae/
+    assert not (snapshots[PRODUCTION_COVER] / "vae").exists()
+    assert main(["verify", "--config", PROD]) == 0
+    capsys.readouterr()
+    # Without cover.engine.vae the pipeline's own vae/ is needed again.
+    own = write_config(tmp_path / "own-vae.yaml", cover={"model": PRODUCTION_COVER, "dtype": "float16"})
+    assert main(["verify", "--config", str(own)]) == 1
+    assert "component vae/ (AutoencoderKL) is missing" in capsys.readouterr().err
+    # The VAE's weights missing: named, and where the config sets it.
+    (snapshots[COVER_VAE] / "diffusion_pytorch_model.safetensors").unlink()
+    assert main(["verify", "--config", PROD]) == 1
+    err = capsys.readouterr().err
+    assert f"model {COVER_VAE} (cover_vae) is incomplete" in err and "no weights" in err
+
+
+def test_a_local_vae_dir_is_checked_as_a_diffusers_model(tmp_path, hf_home, capsys):
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    (vae / "sdxl_vae.safetensors").write_bytes(b"S")  # a single-file copy: not what diffusers loads
+    config = write_config(tmp_path / "local-vae.yaml", cover={"model": "models/sdxl-turbo-kit", "vae": str(vae)})
+    assert main(["verify", "--config", str(config), "--app", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "fix cover.engine.vae in" in captured.err
+    (vae / "diffusion_pytorch_model.safetensors").write_bytes(b"V")
+    assert main(["verify", "--config", str(config)]) in (0, 1)  # the LLM/music defaults are hub ids (not cached)
+    assert "cover_vae" in capsys.readouterr().out
+    assert weights.check_model_dir(vae) == []  # no tokenizer wanted: it is not a transformers model
+
+
+@pytest.mark.models  # loads the real diffusers pipeline (~30 s here): not in make test-fast
+def test_a_pipeline_cached_without_its_vae_loads_offline_with_the_separate_one(kits, hf_home, tmp_path):
+    """What `download` leaves for configs/prod.yaml's cover (sdxl-turbo fp16 without vae/, the VAE repo
+    at the root) passes verify and loads offline the way deployments/cover.py loads it."""
+    import torch  # noqa: F401  (heavy: only this test)
+    from diffusers import AutoencoderKL, AutoPipelineForText2Image
+
+    root = REPO / "models" / "sdxl-turbo-kit"
+    kit = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != "kit.json"}
+    pipeline = {rel.replace(".safetensors", ".fp16.safetensors"): d for rel, d in kit.items() if not rel.startswith("vae/")}
+    vae = {rel.removeprefix("vae/"): d for rel, d in kit.items() if rel.startswith("vae/")}
+    cache = hf_home / "hub"
+    cache_repo(cache, "kits/sdxl", pipeline)
+    cache_repo(cache, "kits/sdxl-vae-fp16-fix", vae)
+    config = write_config(tmp_path / "kits.yaml", llm={"model": "models/qwen2-tiny-kit"},
+                          music={"model": "models/acestep-v15-turbo-kit"},
+                          cover={"model": "kits/sdxl", "vae": "kits/sdxl-vae-fp16-fix", "dtype": "float16"})
+    assert main(["verify", "--config", str(config)]) == 0
+    offline = {"local_files_only": True, "cache_dir": str(cache)}
+    separate = AutoencoderKL.from_pretrained("kits/sdxl-vae-fp16-fix", **offline)
+    pipe = AutoPipelineForText2Image.from_pretrained("kits/sdxl", variant="fp16", vae=separate, add_watermarker=False,
+                                                     **offline)
+    assert type(pipe).__name__ == "StableDiffusionXLPipeline" and pipe.vae is separate

@@ -35,13 +35,65 @@ def test_config_args_validate_with_the_one_builder(path):
 
 
 def test_prod_fits_one_80gb_gpu_with_headroom():
+    """configs/prod.yaml's num_gpus shares of one 80 GB GPU against the full-size weights of each
+    engine (bench/model_configs/*.json, every component the pipeline loads), with the CUDA context
+    the engine reserves out of its share (deployments/runtime.py caps each process at share - context);
+    and prod-multi-gpu.yaml's whole GPUs against the 48 GB L40S it asks for."""
+    import json
+
+    import ray.util.accelerators.accelerators as accelerators
+
+    from deployments.runtime import CUDA_CONTEXT_RESERVE_BYTES
+
+    GiB = 2**30
+    gpu_80gb = 79.1 * GiB  # what torch reports for an H100/A100 80 GB
+    l40s = 44.4 * GiB  # L40S 48 GB
+    dtype_bytes = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+    def spec(name: str) -> dict:
+        return json.loads((REPO / "bench" / "model_configs" / f"{name}.json").read_text())
+
+    llm, music, cover = spec("qwen2-7b-instruct"), spec("acestep-v15-xl-turbo"), spec("sdxl-turbo")
+    assert set(music["expected_params"]) == {"transformer", "condition_encoder", "text_encoder", "vae"}
+    # AceStepPipeline's optional audio_tokenizer + audio_token_detokenizer (meta-device count of diffusers'
+    # defaults, whose hidden size is the XL condition encoder's 2048): loaded when the checkpoint ships them.
+    music_optional = 210_043_974
+    params = {
+        "llm": llm["published_params"]["model"],
+        "music": sum(c["params"] for c in music["expected_params"].values()) + music_optional,
+        "cover": sum(v for k, v in cover["published_params"].items() if k != "source"),
+    }
+    weights = {role: params[role] * dtype_bytes[s["dtype"]] for role, s in (("llm", llm), ("music", music),
+                                                                              ("cover", cover))}
+    # Working memory beyond the weights that a share must also hold (prod.yaml's budget comments):
+    # the LLM's KV cache for 8 x 1.5k tokens + activations, a 600 s song's DiT + tiled-decode peak,
+    # a batch of 4 512x512 covers decoded in fp16.
+    kv = 28 * 4 * 128 * 2 * 2 * 8 * 1536
+    working = {"llm": kv + 1 * GiB, "music": 8 * GiB, "cover": 2 * GiB}
+    assert 14 * GiB < weights["llm"] < 14.5 * GiB and 10.5 * GiB < weights["music"] < 11 * GiB
+    assert 6.3 * GiB < weights["cover"] < 6.6 * GiB
+
     args = AppArgs.model_validate(load("configs/prod.yaml")["applications"][0]["args"])
-    shares = [args.llm.deployment.num_gpus, args.music.deployment.num_gpus, args.cover.deployment.num_gpus]
-    assert all(0 < s < 1 for s in shares)
-    assert sum(shares) <= 0.8
+    shares = {role: getattr(args, role).deployment.num_gpus for role in ("llm", "music", "cover")}
+    assert all(0 < s < 1 for s in shares.values())
+    for role, share in shares.items():
+        cap = share * gpu_80gb - CUDA_CONTEXT_RESERVE_BYTES  # the engine's allocator limit
+        assert cap >= weights[role] + working[role], (role, cap / GiB, (weights[role] + working[role]) / GiB)
+        assert cap >= 1.2 * weights[role], role
+    # All three on one GPU with 20 % of it to spare (autoscaling headroom, fragmentation).
+    assert sum(shares.values()) <= 0.8
+    assert sum(shares.values()) * gpu_80gb <= gpu_80gb - 0.2 * gpu_80gb
     assert args.ingress.deployment.num_gpus == 0
     assert args.music.deployment.autoscaling_config["min_replicas"] >= 1  # never cold on a request
     assert args.storage.backend == "s3" and not args.auth.generate_dev_token
+    # GPU types: Ray's own names, and the GPUs these budgets are for.
+    known = {v for k, v in vars(accelerators).items() if k.isupper() and isinstance(v, str)}
+    multi = AppArgs.model_validate(load("configs/prod-multi-gpu.yaml")["applications"][0]["args"])
+    for role in ("llm", "music", "cover"):
+        assert getattr(args, role).deployment.accelerator_type == accelerators.NVIDIA_H100 in known
+        assert getattr(multi, role).deployment.accelerator_type == accelerators.NVIDIA_L40S in known
+        assert getattr(multi, role).deployment.num_gpus == 1
+        assert weights[role] + working[role] + CUDA_CONTEXT_RESERVE_BYTES <= l40s, role
 
 
 def test_multi_gpu_profile_uses_whole_gpus():
