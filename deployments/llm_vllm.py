@@ -57,9 +57,17 @@ def vllm_unsupported_reason(args: LLMArgs) -> str | None:
         if not (path / "config.json").exists() and any(path.glob("*.gguf")):
             return f"{args.model} holds only GGUF weights"
         try:
-            archs = json.loads((path / "config.json").read_text()).get("architectures") or []
+            config = json.loads((path / "config.json").read_text())
         except (OSError, ValueError):
-            archs = []
+            config = {}
+        archs = config.get("architectures") or []
+        heads = config.get("num_attention_heads")
+        head_dim = config.get("head_dim") or (config["hidden_size"] // heads if heads and "hidden_size" in config else None)
+        if head_dim and not _gpu_visible():
+            from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+            if head_dim not in CPUAttentionBackend.get_supported_head_sizes():
+                return f"head_dim {head_dim} is not supported by vLLM's CPU attention"
         if archs:
             from vllm import ModelRegistry
 
@@ -69,6 +77,15 @@ def vllm_unsupported_reason(args: LLMArgs) -> str | None:
     elif args.model.endswith(".gguf"):
         return f"{args.model} is a GGUF file"
     return None
+
+
+def _gpu_visible() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
 
 
 @contextlib.contextmanager
@@ -95,7 +112,7 @@ class VLLMEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.args = args
-        self.on_gpu = self._gpu_visible()
+        self.on_gpu = _gpu_visible()
         self.tokenizer = AutoTokenizer.from_pretrained(args.model, local_files_only=args.local_files_only)
         kv_bytes = int(args.kv_cache_gib * GIB) if args.kv_cache_gib is not None else None
         engine_args: dict[str, Any] = dict(
@@ -121,15 +138,6 @@ class VLLMEngine:
         with _env(env):
             self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**engine_args))
         self.device = "cuda" if self.on_gpu else "cpu"
-
-    @staticmethod
-    def _gpu_visible() -> bool:
-        try:
-            import torch
-
-            return torch.cuda.is_available()
-        except Exception:  # noqa: BLE001
-            return False
 
     def ready(self) -> str:
         return f"{self.args.model} on {self.device} (vllm)"
