@@ -75,6 +75,11 @@ class Step:
     stage: str | None = None  # the job stage this step puts the song in when it starts
 
 
+def words_seed(task: SongTask) -> int | None:
+    """The song's seed drives its words too (a random seed was fixed per job by the runner)."""
+    return task.options.seed if task.options.seed >= 0 else None
+
+
 class SongComposer:
     """Drives the models and the object store for one song at a time (many concurrently)."""
 
@@ -149,7 +154,8 @@ class SongComposer:
         task = song.task
         if task.describe is None:
             return normalize_user_tags(task.tags or "", task.options.instrumental)
-        written = await self._timed(song, "tags", self.models.tags(task.describe, task.options.instrumental))
+        written = await self._timed(song, "tags", self.models.tags(task.describe, task.options.instrumental,
+                                                                   seed=words_seed(task)))
         return written.tags
 
     async def _lyrics(self, song: Song) -> str:
@@ -157,7 +163,8 @@ class SongComposer:
         if task.options.instrumental:
             return ""
         if task.lyrics_about is not None:
-            return (await self._timed(song, "lyrics", self.models.lyrics(task.lyrics_about))).lyrics
+            return (await self._timed(song, "lyrics", self.models.lyrics(task.lyrics_about,
+                                                                          seed=words_seed(task)))).lyrics
         return normalize_user_lyrics(task.lyrics or "")
 
     async def _meta(self, song: Song) -> Written:
@@ -165,7 +172,7 @@ class SongComposer:
         # ride in the same LLM batch as the tags and lyrics.
         task = song.task
         given = normalize_user_tags(task.tags, task.options.instrumental) if task.tags is not None else []
-        return await self._timed(song, "meta", self.models.meta(task.meta_about, given))
+        return await self._timed(song, "meta", self.models.meta(task.meta_about, given, seed=words_seed(task)))
 
     async def _cover(self, song: Song) -> CoverResult:
         prompt = cover_prompt(", ".join(song.done["tags"][:COVER_TAGS]))

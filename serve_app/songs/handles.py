@@ -17,11 +17,14 @@ Probe = Callable[[], Awaitable[Any]]
 
 
 class ModelHandles(Protocol):
-    async def tags(self, description: str, instrumental: bool) -> Written: ...
+    """`seed`: the song's seed; the LLM samples each product from a seed derived from it, so the
+    same song seed writes the same words and another seed other words (None: greedy)."""
 
-    async def lyrics(self, subject: str) -> Written: ...
+    async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written: ...
 
-    async def meta(self, description: str, tags: list[str]) -> Written: ...
+    async def lyrics(self, subject: str, seed: int | None = None) -> Written: ...
+
+    async def meta(self, description: str, tags: list[str], seed: int | None = None) -> Written: ...
 
     async def cover(self, req: CoverRequest) -> CoverResult: ...
 
@@ -48,14 +51,14 @@ class RayHandles:
         self.llm, self.music_handle, self.cover_handle = llm, music, cover
         self._music_stream = music.options(stream=True)
 
-    async def tags(self, description: str, instrumental: bool) -> Written:
-        return await _cancelling(self.llm.tags.remote(description, instrumental))
+    async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
+        return await _cancelling(self.llm.tags.remote(description, instrumental, seed=seed))
 
-    async def lyrics(self, subject: str) -> Written:
-        return await _cancelling(self.llm.lyrics.remote(subject))
+    async def lyrics(self, subject: str, seed: int | None = None) -> Written:
+        return await _cancelling(self.llm.lyrics.remote(subject, seed=seed))
 
-    async def meta(self, description: str, tags: list[str]) -> Written:
-        return await _cancelling(self.llm.meta.remote(description, tags))
+    async def meta(self, description: str, tags: list[str], seed: int | None = None) -> Written:
+        return await _cancelling(self.llm.meta.remote(description, tags, seed=seed))
 
     async def cover(self, req: CoverRequest) -> CoverResult:
         return await _cancelling(self.cover_handle.generate.remote(req))
@@ -80,14 +83,14 @@ class LocalHandles:
     def __init__(self, llm, music, cover):
         self.llm, self.music_server, self.cover_server = llm, music, cover
 
-    async def tags(self, description: str, instrumental: bool) -> Written:
-        return await self.llm.tags(description, instrumental)
+    async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
+        return await self.llm.tags(description, instrumental, seed=seed)
 
-    async def lyrics(self, subject: str) -> Written:
-        return await self.llm.lyrics(subject)
+    async def lyrics(self, subject: str, seed: int | None = None) -> Written:
+        return await self.llm.lyrics(subject, seed=seed)
 
-    async def meta(self, description: str, tags: list[str]) -> Written:
-        return await self.llm.meta(description, tags)
+    async def meta(self, description: str, tags: list[str], seed: int | None = None) -> Written:
+        return await self.llm.meta(description, tags, seed=seed)
 
     async def cover(self, req: CoverRequest) -> CoverResult:
         return await self.cover_server.generate(req)

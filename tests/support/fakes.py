@@ -47,6 +47,7 @@ class FakeModels:
         self.gates: dict[str, Gate] = {}  # call name (or "music:<step>") -> gate
         self.failures: dict[str, BaseException] = {}  # call name -> what it raises
         self.music_requests: list[MusicRequest] = []
+        self.seeds: dict[str, int | None] = {}  # the seed each LLM call was given
         self.ready_error: BaseException | None = None
 
     def gate(self, name: str) -> Gate:
@@ -67,17 +68,20 @@ class FakeModels:
             raise self.failures[name]
         return started
 
-    async def tags(self, description: str, instrumental: bool) -> Written:
+    async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
+        self.seeds["tags"] = seed
         t0 = await self._step("tags")
         tags = ["synthwave", "upbeat"] + ([] if instrumental else ["vocals"])
         return Written("tags", tags=tags, raw=", ".join(tags), model="fake-llm", started_at=t0, finished_at=time.time())
 
-    async def lyrics(self, subject: str) -> Written:
+    async def lyrics(self, subject: str, seed: int | None = None) -> Written:
+        self.seeds["lyrics"] = seed
         t0 = await self._step("lyrics")
         text = f"[verse]\nwords about {subject[:40]}\n[chorus]\nla la la"
         return Written("lyrics", lyrics=text, raw=text, model="fake-llm", started_at=t0, finished_at=time.time())
 
-    async def meta(self, description: str, tags: list[str]) -> Written:
+    async def meta(self, description: str, tags: list[str], seed: int | None = None) -> Written:
+        self.seeds["meta"] = seed
         t0 = await self._step("meta")
         return Written("meta", title="Fake Title", categories=["Pop", "Electronic", "Test"], raw="Fake Title",
                        model="fake-llm", started_at=t0, finished_at=time.time())

@@ -171,3 +171,20 @@ def test_the_first_stop_reason_is_the_one_that_counts():
     run.halt(StopReason.LOST)
     run.halt(StopReason.CANCEL)
     assert run.stop is StopReason.LOST and Task.cancels == 1
+
+
+async def test_each_job_writes_its_words_from_its_own_seed_and_a_given_seed_is_kept(stack):
+    described = {**REQUEST, "described_lyrics": "a surfing dog", "seed": -1}
+    del described["lyrics"]
+    seeds = []
+    for _ in range(2):
+        job, _ = stack.jobs.create(OWNER, "described_lyrics", described)
+        stack.runner.wake()
+        await stack.runner.wait(job.id, 5)
+        seeds.append(stack.models.seeds["lyrics"])
+        assert seeds[-1] == job_seed(job)
+    assert seeds[0] != seeds[1]  # regenerating the same description samples new lyrics
+    job, _ = stack.jobs.create(OWNER, "described_lyrics", {**described, "seed": 1234})
+    stack.runner.wake()
+    await stack.runner.wait(job.id, 5)
+    assert stack.models.seeds["lyrics"] == 1234

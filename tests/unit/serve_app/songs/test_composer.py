@@ -52,6 +52,7 @@ async def test_description_song_runs_every_step_and_stores_three_objects():
     result = await comp.compose(SongTask.from_request("description", DESCRIPTION), song_id="a" * 32, observer=rec)
 
     assert sorted(models.calls) == ["cover", "lyrics", "meta", "music", "tags"]
+    assert models.seeds == {"tags": 7, "lyrics": 7, "meta": 7}  # the song's seed drives its words
     assert rec.stages == ["writing", "painting", "composing", "encoding", "uploading"]
     assert rec.progress_seen == [(k, STEPS) for k in range(1, STEPS + 1)]
     assert await store.list("songs/") == [f"songs/{'a' * 32}/{n}" for n in ("audio.wav", "cover.png", "manifest.json")]
