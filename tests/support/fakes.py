@@ -45,7 +45,8 @@ class FakeModels:
         self.calls: list[str] = []  # in the order they started
         self.cancelled: list[str] = []  # calls whose waiter was cancelled (the replica would be told)
         self.gates: dict[str, Gate] = {}  # call name (or "music:<step>") -> gate
-        self.failures: dict[str, BaseException] = {}  # call name -> what it raises
+        self.failures: dict[str, BaseException] = {}  # call name -> what it raises, every time
+        self.fail_next: dict[str, list[BaseException]] = {}  # call name -> what its next calls raise, once each
         self.music_requests: list[MusicRequest] = []
         self.seeds: dict[str, int | None] = {}  # the seed each LLM call was given
         self.ready_error: BaseException | None = None
@@ -64,6 +65,8 @@ class FakeModels:
         except asyncio.CancelledError:
             self.cancelled.append(name)
             raise
+        if self.fail_next.get(name):
+            raise self.fail_next[name].pop(0)
         if name in self.failures:
             raise self.failures[name]
         return started
