@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ray import serve
 
-from deployments.audio_codec import CODECS
+from deployments.audio_codec import CODECS, AudioFormat
 from deployments.config import MusicArgs
 from deployments.protocol import (  # noqa: F401  (the request/result types are imported from here too)
     MAX_SEED,
@@ -24,11 +26,67 @@ from deployments.protocol import (  # noqa: F401  (the request/result types are 
 )
 from deployments.serving import Worker
 
+if TYPE_CHECKING:
+    import numpy as np
+
 logger = logging.getLogger("ray.serve")
 
 INSTRUMENTAL_LYRICS = "[instrumental]"
 TURBO_STEPS, BASE_STEPS = 8, 50
 BASE_GUIDANCE = 7.0
+
+
+def configure_vae(vae: Any, args: MusicArgs) -> None:
+    """Set up ACE-Step's Oobleck VAE as `args` say: the in-place decoder and time-axis tiling.
+
+    Tiling is diffusers' own (`AutoencoderOobleck._tiled_decode`): windows of `vae_tile_frames`
+    latent frames, each with `vae_tile_overlap_frames` of context per side that is decoded and
+    cropped away, so every output sample sees the same inputs as in one untiled call. The decoder
+    swap and tiling compose: each tile runs through whichever decoder the VAE has.
+    """
+    if args.fast_vae_decoder:
+        from deployments.oobleck import speed_up_decoder
+
+        speed_up_decoder(vae)
+    if not args.vae_tiling:
+        vae.use_tiling = False
+        return
+    if not (hasattr(vae, "_tiled_decode") and hasattr(vae, "tile_latent_min_length")):
+        raise RuntimeError(
+            f"{type(vae).__name__} from this diffusers has no time-axis decode tiling (diffusers 0.42's "
+            "AutoencoderOobleck has it): set vae_tiling false to decode untiled"
+        )
+    vae.use_tiling = True
+    vae.tile_latent_min_length = int(args.vae_tile_frames)
+    vae.tile_latent_overlap = int(args.vae_tile_overlap_frames)
+
+
+@dataclass
+class RenderedSong:
+    """A rendered song before encoding: what the render thread hands the encode thread."""
+
+    audio: np.ndarray  # (channels, samples) float32, trimmed to the requested length
+    audio_format: AudioFormat
+    sample_rate: int
+    seed: int
+    steps: int
+    guidance_scale: float
+    model: str
+    notes: list[str] = field(default_factory=list)
+    started_at: float = 0.0
+    model_s: float = 0.0
+
+
+@runtime_checkable
+class StagedMusicProtocol(MusicProtocol, Protocol):
+    """A music engine that renders and encodes separately, so its deployment encodes one song on
+    another thread while the next one renders. `generate` is still `encode(render(...))`."""
+
+    def render(
+        self, req: MusicRequest, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+    ) -> RenderedSong: ...
+
+    def encode(self, song: RenderedSong) -> MusicResult: ...
 
 
 class MusicEngine(TorchEngine):
@@ -43,10 +101,7 @@ class MusicEngine(TorchEngine):
 
         args = self.args
         self.pipe = pipe = load_diffusers_pipeline(AceStepPipeline, args, self.runtime, compile_attr="transformer")
-        if args.fast_vae_decoder:
-            from deployments.oobleck import speed_up_decoder
-
-            speed_up_decoder(pipe.vae)
+        configure_vae(pipe.vae, args)
         self.sample_rate = int(pipe.sample_rate)
         self.is_turbo = bool(pipe.is_turbo)
         self.default_steps = args.default_steps or (TURBO_STEPS if self.is_turbo else BASE_STEPS)
@@ -57,7 +112,8 @@ class MusicEngine(TorchEngine):
         )
 
     def warm_up(self) -> None:
-        self.generate(MusicRequest(tags="warm up", duration_s=1.0, steps=1, seed=0))
+        """One step at a realistic length (`warmup_duration_s`): shapes, tiles and pools of a real song."""
+        self.generate(MusicRequest(tags="warm up", duration_s=float(self.args.warmup_duration_s), steps=1, seed=0))
 
     def generate(
         self,
@@ -65,9 +121,17 @@ class MusicEngine(TorchEngine):
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> MusicResult:
-        import torch
+        """Render and encode on the calling thread (MusicDeployment encodes on its own threads)."""
+        return self.encode(self.render(req, progress, cancel))
 
-        from deployments.audio_codec import encode
+    def render(
+        self,
+        req: MusicRequest,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RenderedSong:
+        """The diffusion steps and the VAE decode: everything that runs on the accelerator."""
+        import torch
 
         if req.audio_format not in CODECS:
             raise ValueError(f"audio_format must be one of {sorted(CODECS)}, got {req.audio_format!r}")
@@ -104,28 +168,45 @@ class MusicEngine(TorchEngine):
         # The pipeline renders whole latent frames (ceil); trim to exactly the requested length.
         want = int(round(req.duration_s * self.sample_rate))
         audio = audio[:, :want]
-        model_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        data = encode(audio, self.sample_rate, req.audio_format)
-        encode_s = time.perf_counter() - t1
-        codec = CODECS[req.audio_format]
-        return MusicResult(
-            audio=data,
+        return RenderedSong(
+            audio=audio,
             audio_format=req.audio_format,
-            extension=codec.extension,
-            content_type=codec.content_type,
             sample_rate=self.sample_rate,
-            channels=int(audio.shape[0]),
-            num_samples=int(audio.shape[1]),
-            duration_s=audio.shape[1] / self.sample_rate,
             seed=seed,
             steps=steps,
             guidance_scale=guidance,
             model=self.args.model,
             notes=notes,
             started_at=started,
+            model_s=time.perf_counter() - t0,
+        )
+
+    def encode(self, song: RenderedSong) -> MusicResult:
+        """CPU only (no torch): safe on a thread beside the next song's render."""
+        from deployments.audio_codec import encode
+
+        t0 = time.perf_counter()
+        data = encode(song.audio, song.sample_rate, song.audio_format)
+        encode_s = time.perf_counter() - t0
+        codec = CODECS[song.audio_format]
+        channels, samples = (int(n) for n in song.audio.shape)
+        return MusicResult(
+            audio=data,
+            audio_format=song.audio_format,
+            extension=codec.extension,
+            content_type=codec.content_type,
+            sample_rate=song.sample_rate,
+            channels=channels,
+            num_samples=samples,
+            duration_s=samples / song.sample_rate,
+            seed=song.seed,
+            steps=song.steps,
+            guidance_scale=song.guidance_scale,
+            model=song.model,
+            notes=song.notes,
+            started_at=song.started_at,
             finished_at=time.time(),
-            model_s=model_s,
+            model_s=song.model_s,
             encode_s=encode_s,
         )
 
@@ -156,12 +237,17 @@ class MusicDeployment:
     """One song renders at a time per replica (the pipeline is not re-entrant); others wait here.
 
     The render runs on a worker thread so the replica's event loop keeps streaming progress and
-    noticing cancellations while a song is in flight. `engine_cls` swaps the engine (tests: a fake).
+    noticing cancellations while a song is in flight. Encoding runs on separate threads
+    (`encode_threads`): once a song's last step and decode are done, the render thread takes the
+    next song while this one encodes. An engine without `render`/`encode` (a plain MusicProtocol)
+    renders and encodes on the render thread. `engine_cls` swaps the engine (tests: a fake).
     """
 
     def __init__(self, args: MusicArgs | dict, engine_cls: type[MusicProtocol] = MusicEngine):
-        self.engine = engine_cls(MusicArgs.model_validate(args))
+        args = MusicArgs.model_validate(args)
+        self.engine = engine_cls(args)
         self._worker = Worker("music")
+        self._encoder = Worker("music-encode", threads=args.encode_threads)  # threads start on first use
 
     async def generate_stream(self, req: MusicRequest, request_id: str | None = None):
         """Yields ("progress", (step, total)) after every diffusion step, then ("result", MusicResult).
@@ -171,15 +257,28 @@ class MusicDeployment:
         replica is free for the next song. `request_id` (the song's id) is accepted for callers;
         cancelling needs no id, since closing the stream is the cancel.
         """
-        with self._worker.request():  # songs waiting for the render thread count too
-            # aclosing: when Serve closes this generator, the render's stream closes at once (not
-            # when garbage-collected), which sets its cancel event.
-            async with aclosing(self._worker.stream(self.engine.generate, req)) as events:
-                async for event in events:
-                    yield event
+        # aclosing: when Serve closes this generator, the render's stream closes at once (not when
+        # garbage-collected), which sets its cancel event.
+        with self._worker.request():  # songs waiting for the render thread (or an encoder) count too
+            if not isinstance(self.engine, StagedMusicProtocol):
+                async with aclosing(self._worker.stream(self.engine.generate, req)) as events:
+                    async for event in events:
+                        yield event
+                return
+            rendered: Any = None
+            async with aclosing(self._worker.stream(self.engine.render, req)) as events:
+                async for kind, payload in events:
+                    if kind == "result":
+                        rendered = payload
+                    else:
+                        yield kind, payload
+            # The render thread is free from here on. A cancel while encoding drops the result;
+            # the encode itself (seconds at most) finishes on its thread.
+            yield "result", await self._encoder.call(self.engine.encode, rendered)
 
     async def ready(self) -> str:
         return self.engine.ready()
 
     async def check_health(self) -> None:
         self._worker.check_health()
+        self._encoder.check_health()

@@ -18,7 +18,8 @@ FRAME = 1920  # samples per latent frame at 48 kHz
 
 @pytest.fixture(scope="module")
 def engine(kits) -> MusicEngine:
-    return MusicEngine(MusicArgs(model=str(MODELS / "acestep-v15-turbo-kit"), num_threads=1))
+    # Warmed up as configs/dev.yaml does (10 s), not at the 30 s default: a quicker module setup.
+    return MusicEngine(MusicArgs(model=str(MODELS / "acestep-v15-turbo-kit"), num_threads=1, warmup_duration_s=10.0))
 
 
 @pytest.mark.parametrize(("fmt", "container"), [("wav", "WAV"), ("flac", "FLAC"), ("mp3", "MP3"), ("opus", "OGG")])
@@ -89,3 +90,22 @@ def test_cancelled_before_start_never_renders(engine):
 def test_unknown_format_is_refused(engine):
     with pytest.raises(ValueError, match="audio_format"):
         engine.generate(MusicRequest(tags="pop", duration_s=10.0, audio_format="aiff"))
+
+
+def test_generate_is_render_then_encode(engine):
+    """The deployment renders on one thread and encodes on another: the same file as generate()."""
+    req = MusicRequest(tags="funk", lyrics="[verse]\nslap", duration_s=10.0, steps=2, seed=5, audio_format="flac")
+    rendered = engine.render(req)
+    assert rendered.audio.shape == (2, 10 * 48000) and rendered.audio.dtype.name == "float32"
+    split, whole = engine.encode(rendered), engine.generate(req)
+    assert split.audio == whole.audio
+    assert (split.seed, split.steps, split.num_samples, split.extension) == (5, 2, 10 * 48000, "flac")
+    assert split.model_s > 0 and split.encode_s > 0 and split.finished_at >= split.started_at
+
+
+def test_warm_up_renders_one_step_at_its_configured_length(engine, monkeypatch):
+    assert MusicArgs().warmup_duration_s == 30.0  # a realistic length by default, not 1 s
+    seen = []
+    monkeypatch.setattr(engine, "generate", lambda req, *a, **kw: seen.append(req))
+    engine.warm_up()
+    assert [(r.duration_s, r.steps) for r in seen] == [(10.0, 1)]
