@@ -61,7 +61,11 @@ def bench_engine(engine: str, concurrency: list[int], lyrics_tokens: int) -> dic
     start_s = time.monotonic() - t0
     tokenizer = getattr(dep.engine, "tokenizer")
     try:
-        runs = [asyncio.run(run_songs(dep, tokenizer, n)) for n in concurrency]
+        # One event loop for every run: vLLM's AsyncLLM binds its output handler to the first loop.
+        async def all_runs():
+            return [await run_songs(dep, tokenizer, n) for n in concurrency]
+
+        runs = asyncio.run(all_runs())
     finally:
         dep.shutdown()
     return {"engine": engine, "ready": dep.engine.ready(), "start_s": round(start_s, 1), "runs": runs}

