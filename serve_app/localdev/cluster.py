@@ -106,6 +106,9 @@ class ServeCluster:
         serve.delete(name)
 
 
+ACCELERATOR_RESOURCE_PREFIX = "accelerator_type:"  # how Ray names a node's accelerator type as a resource
+
+
 def start_cluster(num_cpus: int = 16, num_gpus: int = 2, *, lean: bool = False) -> ServeCluster:
     """Logical CPUs and GPUs are scheduling counters: fake GPUs let placement tests run on a CPU machine.
 
@@ -132,6 +135,9 @@ def start_cluster(num_cpus: int = 16, num_gpus: int = 2, *, lean: bool = False) 
                 address="local",
                 num_cpus=num_cpus,
                 num_gpus=num_gpus,
+                # The fake GPUs present themselves as the H100s configs/prod.yaml pins its GPU
+                # deployments to (accelerator_type), so its placement is tested as written.
+                resources={f"{ACCELERATOR_RESOURCE_PREFIX}H100": num_gpus} if num_gpus else None,
                 include_dashboard=not lean,  # Ray's state API (actor pids and resources) lives there
                 dashboard_host="127.0.0.1",
                 dashboard_port=free_port(),

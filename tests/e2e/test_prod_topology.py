@@ -29,6 +29,7 @@ def prod_args_on_kits(storage_dir: str) -> dict:
         args[name]["engine"].update(model=str(MODELS / kit), dtype="auto", device="cpu", num_threads=1,
                                     local_files_only=False)
         args[name]["deployment"]["num_cpus"] = 0.5
+    args["cover"]["engine"]["vae"] = None  # the kit brings its own VAE (prod swaps in the fp16-fix one by id)
     args["llm"]["engine"].update(max_new_tokens_lyrics=32, max_new_tokens_tags=16, max_new_tokens_meta=16)
     # The prod policy with test-sized delays, so a burst scales up and down within a minute.
     args["music"]["deployment"]["autoscaling_config"].update(
