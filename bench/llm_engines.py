@@ -53,19 +53,39 @@ async def run_songs(dep, tokenizer, n: int) -> dict:
             "lyrics_p50_s": round(pct(lyr, 50), 2), "lyrics_max_s": round(max(lyr), 2)}
 
 
+def run_levels(dep, concurrency: list[int], budget_s: float | None = None) -> list[dict]:
+    """`run_songs` at each concurrency in turn, on ONE event loop (vLLM's AsyncLLM binds its output
+    handler to the first loop). With `budget_s`, a level whose time, extrapolated linearly from the
+    last level run (the worst case: no batching at all), would end past the budget is not run: its
+    entry says so and carries that estimate (bench/gpu uses this to keep its run short)."""
+    tokenizer = getattr(dep.engine, "tokenizer")
+
+    async def all_runs():
+        runs: list[dict] = []
+        t0 = time.monotonic()
+        for n in concurrency:
+            done = [r for r in runs if "skipped" not in r]
+            if budget_s is not None and done:
+                estimate = done[-1]["wall_s"] * n / done[-1]["songs"]
+                if time.monotonic() - t0 + estimate > budget_s:
+                    runs.append({"songs": n, "estimate_s": round(estimate, 1), "skipped":
+                                 f"over the {budget_s:g} s budget of this engine's runs: ~{estimate:.0f} s, "
+                                 f"extrapolated linearly from {done[-1]['songs']} song(s)"})
+                    continue
+            runs.append(await run_songs(dep, tokenizer, n))
+        return runs
+
+    return asyncio.run(all_runs())
+
+
 def bench_engine(engine: str, concurrency: list[int], lyrics_tokens: int) -> dict:
     from deployments.llm import LLMDeployment
 
     t0 = time.monotonic()
     dep = LLMDeployment.func_or_class(engine_args(engine, lyrics_tokens))
     start_s = time.monotonic() - t0
-    tokenizer = getattr(dep.engine, "tokenizer")
     try:
-        # One event loop for every run: vLLM's AsyncLLM binds its output handler to the first loop.
-        async def all_runs():
-            return [await run_songs(dep, tokenizer, n) for n in concurrency]
-
-        runs = asyncio.run(all_runs())
+        runs = run_levels(dep, concurrency)
     finally:
         dep.shutdown()
     return {"engine": engine, "ready": dep.engine.ready(), "start_s": round(start_s, 1), "runs": runs}

@@ -18,11 +18,17 @@ def prod_shares() -> dict[str, float]:
 def budget_check(results: dict[str, Any], rt: Runtime, estimate: dict[str, int]) -> dict[str, Any]:
     shares = prod_shares()
     gpu_bytes = rt.gpu_gb * GB
-    measured = {
-        "llm": (results.get("llm") or {}).get("peak_bytes"),
-        "music": (results.get("music") or {}).get("peak_bytes"),
-        "cover": (results.get("cover") or {}).get("peak_bytes"),
+    r = {k: (v if isinstance(v, dict) else {}) for k, v in results.items()}
+    ml = ((r.get("music_lengths") or {}).get("lengths") or {})
+    tiled = [x["tiled"].get("peak_bytes") for x in ml.values() if isinstance(x.get("tiled"), dict)]
+    measured = {  # the per-engine parts, else the default run's: transformers engine, tiled songs, fp16-fix VAE
+        "llm": (r.get("llm") or {}).get("peak_bytes")
+        or (((r.get("llm_engines") or {}).get("engines") or {}).get("transformers") or {}).get("peak_bytes"),
+        "music": (r.get("music") or {}).get("peak_bytes") or max((t for t in tiled if t), default=None),
+        "cover": (r.get("cover") or {}).get("peak_bytes") or (r.get("cover_vae") or {}).get("peak_bytes"),
     }
+    procs = (((r.get("e2e") or {}).get("processes") or {}).get("per_deployment") or {})
+    by_part = {"llm": "LLM", "music": "Music", "cover": "Cover"}
     rows = {}
     for part, share in shares.items():
         budget = share * gpu_bytes
@@ -32,6 +38,7 @@ def budget_check(results: dict[str, Any], rt: Runtime, estimate: dict[str, int])
             "weights_estimate_bytes": estimate[part], "weights_fit": estimate[part] <= budget,
             "measured_peak_bytes": peak, "fits": None if peak is None else peak <= budget,
             "headroom_bytes": None if peak is None else int(budget - peak),
+            "process_gpu_used_peak_bytes": (procs.get(by_part[part]) or {}).get("gpu_used_peak_bytes"),
         }
     total_share = sum(shares.values())
     res = results.get("resident") or {}

@@ -176,3 +176,34 @@ def device_info(device) -> dict[str, Any]:
 def device_slug(info: dict[str, Any], size: str) -> str:
     base = "cpu" if info["type"] == "cpu" else re.sub(r"[^A-Za-z0-9]+", "-", info["name"]).strip("-")
     return base + ("" if size == "full" else "-reduced")
+
+
+def reset_rss_peak() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its RSS now (Linux `clear_refs` 5); False where it can't.
+    A CPU has no max_memory_allocated; this gives each measurement its own peak window."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def timed_calls(obj, attr: str, gpu: "Gpu", into: list[float]):
+    """Time every call of `obj.attr` (an instance attribute shadowing the method), CUDA-synchronized."""
+    orig = getattr(obj, attr)
+
+    def wrapper(*a, **k):
+        gpu.sync()
+        t0 = time.perf_counter()
+        out = orig(*a, **k)
+        gpu.sync()
+        into.append(time.perf_counter() - t0)
+        return out
+
+    setattr(obj, attr, wrapper)
+    try:
+        yield into
+    finally:
+        with contextlib.suppress(AttributeError):
+            delattr(obj, attr)  # back to the class's method

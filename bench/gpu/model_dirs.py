@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.gpu.configs import chatml_ids, cover_configs, llm_config, llm_tokenizer_rel, load_spec, music_configs
+from bench.gpu.configs import chatml_ids, component_config, cover_configs, llm_config, llm_tokenizer_rel, load_spec, music_configs
 from bench.gpu.measure import free_memory, lazy_torch, utc_now, versions
 from bench.gpu.modules import make_cover_modules, make_llm, make_music_modules
 from bench.gpu.settings import GIB, MODELS_DIR, MUSIC_SPECS, Runtime
@@ -68,8 +68,14 @@ def build_model_dirs(root: Path, rt: Runtime, parts: set[str]) -> dict[str, Any]
     build_device = rt.device if (rt.cuda and rt.size == "full") else torch.device("cpu")
     out: dict[str, Any] = {}
     want = set(parts)
-    if "resident" in want:
+    if want & {"resident", "e2e"}:
         want |= {"llm", "music", "cover"}
+    if "llm_engines" in want:
+        want.add("llm")
+    if want & {"music_lengths", "dit"}:
+        want.add("music")
+    if "cover_vae" in want:
+        want |= {"cover", "cover_vae"}
 
     def reuse_or_build(part: str, spec, toks: list[str], dtype_name: str, build: Callable[[Path], None]):
         path = root / part
@@ -152,4 +158,20 @@ def build_model_dirs(root: Path, rt: Runtime, parts: set[str]) -> dict[str, Any]
             del pipe, mods
 
         reuse_or_build("cover", spec, rels, spec["dtype"], build_cover)
+
+    if "cover_vae" in want:
+        spec = load_spec("sdxl-turbo")
+
+        def build_cover_vae(path: Path) -> None:
+            """Stand-in for madebyollin/sdxl-vae-fp16-fix: SDXL's VAE config, force_upcast false."""
+            from diffusers import AutoencoderKL
+
+            cfg = {**component_config(spec["components"]["vae"], rt.size), "force_upcast": False}
+            torch.manual_seed(77)
+            with torch.device(build_device):
+                vae = AutoencoderKL(**cfg).to(save_dtype(spec["dtype"])).eval()
+            vae.save_pretrained(path)
+            del vae
+
+        reuse_or_build("cover_vae", {**spec, "stand_in": "sdxl-vae-fp16-fix"}, [], spec["dtype"], build_cover_vae)
     return out

@@ -59,6 +59,7 @@ def markdown(report: dict[str, Any]) -> str:
         L.append(f"ACE-Step DiT: {tr['params'] / 1e9:.3f} B (closed form {tr['formula_params'] / 1e9:.3f} B; "
                  f"nominal {tr['nominal'] / 1e9:.0f} B, {100 * (tr['params'] / tr['nominal'] - 1):+.1f}%).")
     s = report["settings"]
+    L += _new_parts(report)
     llm = report["results"].get("llm")
     if llm:
         L += _heading(f"## LLM: Qwen2-7B-Instruct architecture, {llm.get('dtype', '?')}, "
@@ -130,8 +131,23 @@ def markdown(report: dict[str, Any]) -> str:
             L.append(f"skipped: {e2e['skipped']}")
         elif "error" not in e2e:
             L.append(f"{e2e['mode']}: deploy {e2e['deploy_s']:.1f} s; {e2e['endpoint']} of a {s['song_s']:g} s song: "
-                     f"first {e2e['first_request_s']:.2f} s, then **{e2e['request_s']:.2f} s** "
+                     f"first {e2e['first_request_s']:.2f} s, then **{e2e['request_s']:.2f} s** alone "
                      f"(RTF end to end {e2e['rtf_end_to_end']:.4f}).")
+            c = e2e.get("concurrent")
+            if c:
+                L.append("")
+                L.append(f"{c['songs']} songs at once: all done in **{c['wall_s']:.2f} s** "
+                         f"({c['slowdown_vs_alone']:.2f}x one song alone; each {', '.join(f'{x:.2f}' for x in c['each_s'])} s).")
+            pr = e2e.get("processes") or {}
+            if pr.get("per_deployment"):
+                L.append("")
+                gm = pr.get("gpu_memory") or {}
+                L += md_table(["process", "pids", "peak RSS GiB", "peak GPU GiB (nvidia-smi)", "during songs GPU GiB"],
+                              ([d, len(x["pids"]), _g(x["rss_peak_bytes"]), _g(x["gpu_used_peak_bytes"]),
+                                _g(x["songs_gpu_used_peak_bytes"])] for d, x in pr["per_deployment"].items()), "lrrrr")
+                L.append("")
+                L.append(f"GPU memory per process: {gm.get('source') or 'skipped: ' + str(gm.get('skipped'))}; "
+                         f"device used peak {_g(pr.get('device_used_peak_bytes'))} GiB.")
     tg = report["targets"]
     L.append("")
     L.append("## Targets")
@@ -146,3 +162,98 @@ def markdown(report: dict[str, Any]) -> str:
         for e in errs:
             L.append(f"- {e}")
     return "\n".join(L) + "\n"
+
+
+def _skip_or_error(x: dict[str, Any]) -> str | None:
+    if "skipped" in x:
+        return f"skipped: {x['skipped']}"
+    if "error" in x:
+        return f"ERROR: {x['error'][:120]}"
+    return None
+
+
+def _new_parts(report: dict[str, Any]) -> list[str]:
+    """The default full-size run's parts: codec, llm_engines, music_lengths, dit, cover_vae."""
+    L: list[str] = []
+    R = report["results"]
+    for name in ("codec", "llm_engines", "music_lengths", "dit", "cover_vae", "e2e"):
+        x = R.get(name)
+        if isinstance(x, dict) and "skipped" in x and len(x) <= 2:
+            L += ["", f"## {name}", "", f"skipped: {x['skipped']}"]
+    co = R.get("codec")
+    if co and "skipped" not in co:
+        L += _heading(f"## Audio encode: a {co.get('song_s', 0):g} s stereo 48 kHz song (CPU)", co)
+        if "error" not in co:
+            L += md_table(["format", "encode s", "x realtime", "MB"],
+                          ([f, _f(x["encode_s"]), _f(x["realtime_x"], 0), _g(x["bytes"], 1e6, 1)]
+                           for f, x in co["formats"].items()), "lrrr")
+    le = R.get("llm_engines")
+    if le and "skipped" not in le:
+        L += _heading("## LLM engines: songs at once (tags + lyrics + meta each), configs/prod.yaml's llm block", le)
+        if "error" not in le:
+            rows = []
+            for en, e in le["engines"].items():
+                msg = _skip_or_error(e)
+                if msg:
+                    rows.append([en, msg, "", "", "", "", ""])
+                    continue
+                for n, r in e["runs"].items():
+                    if "skipped" in r:
+                        rows.append([en, _f(e["start_s"], 1), n, f"skipped (~{r['estimate_s']:g} s)", "", "", ""])
+                    else:
+                        rows.append([en, _f(e["start_s"], 1), n, _f(r["tok_s"], 1), _f(r["lyrics_p50_s"], 2),
+                                     _f(r["lyrics_max_s"], 2), _f(r["wall_s"], 2)])
+            L += md_table(["engine", "start s", "songs", "tok/s", "time to lyrics p50 s", "max s", "all done s"],
+                          rows, "lrrrrrr")
+    ml = R.get("music_lengths")
+    if ml and "skipped" not in ml:
+        L += _heading(f"## Music by song length, tiled vs untiled VAE decode ({ml.get('model')}, "
+                      f"{ml.get('steps')} steps, tiles {ml.get('tile_frames')}/{ml.get('tile_overlap_frames')} frames)", ml)
+        if "error" not in ml:
+            rows = []
+            for length, row in ml["lengths"].items():
+                for mode in ("tiled", "untiled"):
+                    x = row[mode]
+                    if "error" in x:
+                        rows.append([length, mode, f"ERROR: {x['error'][:70]}", "", "", "", ""])
+                    else:
+                        rows.append([length, mode, _f(x["render_s"]), _f(x["diffusion_s"]), _f(x["decode_s"]),
+                                     _g(x["peak_bytes"]), _g(x["rss_peak_over_start_bytes"], 2**20, 0)])
+            L += md_table(["song s", "decode", "render s", "diffusion s", "decode s", "peak GiB", "RSS growth MiB"],
+                          rows, "llrrrrr")
+            L += ["", f"Peak: {ml['peak_source']}."]
+    dt = R.get("dit")
+    if dt and "skipped" not in dt:
+        L += _heading(f"## DiT: attention and per-step time ({dt.get('song_s', 0):g} s song)", dt)
+        if "error" not in dt:
+            sd, dp = dt["sdpa"], dt.get("dispatch", {})
+            L.append(f"SDPA switches: flash {sd['flash_sdp_enabled']}, mem-efficient {sd['mem_efficient_sdp_enabled']}, "
+                     f"cuDNN {sd['cudnn_sdp_enabled']}, math {sd['math_sdp_enabled']}; flash built: "
+                     f"{sd['is_flash_attention_available']}. diffusers dispatcher: {dp.get('active_backend')} "
+                     f"({dp.get('processor')}, sliding window {dp.get('sliding_window')}). Kernels in one step: "
+                     f"{', '.join(f'{k} x{v}' for k, v in dt.get('sdpa_kernels', {}).items()) or '-'}.")
+            L.append("")
+            rows = []
+            for mode in ("eager", "compiled"):
+                x = dt.get(mode) or {}
+                msg = _skip_or_error(x)
+                rows.append([mode, msg, "", "", "", ""] if msg else
+                            [mode, _f(x["load_s"], 1), _f(x["first_call_s"], 2), _f(x.get("compile_s"), 1),
+                             _f(x["step_s"], 4), _f(x["render_s"], 3)])
+            L += md_table(["mode", "load s", "first call s", "compile s", "per step s (median)", "render s"], rows,
+                          "lrrrrr")
+    cv = R.get("cover_vae")
+    if cv and "skipped" not in cv:
+        L += _heading(f"## Cover VAE: stock vs fp16-fix ({cv.get('dtype')}, {cv.get('size')}px)", cv)
+        if "error" not in cv:
+            rows = []
+            for vn, x in cv["variants"].items():
+                if "error" in x:
+                    rows.append([vn, f"ERROR: {x['error'][:80]}", "", "", "", ""])
+                    continue
+                for b in x["batches"].values():
+                    rows.append([vn, b["batch"], "yes" if x["upcasts_to_fp32"] else "no", _f(x["load_s"], 2),
+                                 _f(b["latency_s"]), _g(x["peak_bytes"])])
+            L += md_table(["VAE", "batch", "fp32 upcast", "load s", "latency s", "peak GiB"], rows, "lrlrrr")
+            L += ["", f"fp16-fix VAE: {cv['fp16_fix_vae']}."]
+    return L

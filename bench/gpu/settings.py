@@ -12,11 +12,30 @@ RESULTS_DIR = REPO / "bench" / "results"
 MODELS_DIR = REPO / "models"
 PROD_CONFIG = REPO / "configs" / "prod.yaml"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GIB = 2**30
 GB = 1e9
 LLM_BATCH_TARGET = 3.0  # batch-8 throughput / batch-1 throughput
-PARTS = ("llm", "music", "cover", "resident")
+# Every part, in the order a run takes them. vLLM (llm_engines) starts before any other engine of
+# this process has claimed GPU memory; e2e runs last, on its own Ray cluster, after this process has
+# handed its cached blocks back.
+PARTS = ("codec", "llm_engines", "llm", "music", "music_lengths", "dit", "cover", "cover_vae", "resident", "e2e")
+# What `python -m bench.gpu` runs with no --parts. Full size: the issue-13 set, budgeted to < 8 min
+# on one H100/H200 (PART_ESTIMATE_S); the older per-engine option sweeps (llm, music, cover,
+# resident) stay available with --parts. Reduced (CPU/CI): every part except e2e, which starts a
+# Ray cluster (tests/unit/bench/test_gpu.py runs it on its own with --parts e2e).
+DEFAULT_PARTS = {
+    "full": ("codec", "llm_engines", "music_lengths", "dit", "cover_vae", "e2e"),
+    "reduced": ("codec", "llm_engines", "llm", "music", "music_lengths", "dit", "cover", "cover_vae", "resident"),
+}
+# Expected seconds of each part at full size on one H100/H200 (estimates: no GPU has run this yet;
+# see bench/gpu/__init__.py). The run skips a part that would take it past --time-budget-s.
+PART_ESTIMATE_S = {
+    "setup": 75,  # meta-device parameter counts + ~33 GB of random-weight model folders written
+    "codec": 10, "llm_engines": 110, "music_lengths": 45, "dit": 85, "cover_vae": 20, "e2e": 135,
+    "llm": 60, "music": 240, "cover": 150, "resident": 60,
+}
+FULL_TIME_BUDGET_S = 480.0
 MUSIC_SPECS = {"xl-turbo": "acestep-v15-xl-turbo", "turbo": "acestep-v15-turbo"}
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PROD_DTYPES = {"llm": "bfloat16", "music": "bfloat16", "cover": "float16"}
@@ -100,13 +119,27 @@ class Workload:
     cover_steps: int = 1
     llm_batches: tuple[int, ...] = (1, 8)
     cover_batches: tuple[int, ...] = (1, 4)
+    # music_lengths: song lengths rendered tiled and untiled, and the tile size (latent frames,
+    # 25 per second) of the tiled runs; the reduced size uses small tiles so short songs still tile.
+    music_lengths_s: tuple[float, ...] = (30.0, 180.0, 600.0)
+    vae_tile_frames: int = 512
+    vae_tile_overlap_frames: int = 64
+    # llm_engines: songs submitted at once (tags + lyrics + meta each, as the composer does).
+    llm_songs: tuple[int, ...] = (1, 8, 32)
+    # codec: the length of the stereo 48 kHz song every format encodes.
+    codec_song_s: float = 180.0
+    # e2e: songs submitted together after the one-song-alone run.
+    e2e_concurrent: int = 3
 
 
 WORKLOADS = {
     "full": Workload(llm_new_tokens=400, song_s=180.0, cover_size=512, repeats=2),
+    # Reduced: tiny sizes (seconds per part on 2 CPU cores), the same code.
     # 128 tokens (not 32): the batch-8 prefill and tokenization are fixed costs that 400 tokens
     # amortize at full size; 128 keeps their share comparable.
-    "reduced": Workload(llm_new_tokens=128, song_s=10.0, cover_size=256, repeats=5),
+    "reduced": Workload(llm_new_tokens=128, song_s=10.0, cover_size=256, repeats=5,
+                        music_lengths_s=(2.0, 4.0, 8.0), vae_tile_frames=32, vae_tile_overlap_frames=8,
+                        llm_songs=(1, 2), codec_song_s=20.0),
 }
 
 

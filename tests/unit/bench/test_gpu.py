@@ -112,6 +112,42 @@ def test_report_has_every_field(report):
         assert rows[part]["weights_fit"] is True  # full-size weights alone fit each share
 
 
+def test_default_gpu_parts_run_at_reduced_size(report):
+    """The issue-13 parts of the default full-size run, at tiny sizes; CUDA-only pieces say skipped."""
+    r = report["results"]
+    codec = r["codec"]
+    assert set(codec["formats"]) == {"wav", "flac", "mp3", "opus"}
+    assert all(x["encode_s"] > 0 and x["bytes"] > 0 for x in codec["formats"].values())
+
+    le = r["llm_engines"]
+    assert "skipped" in le["engines"]["vllm"]  # vLLM on a GPU only here
+    tf = le["engines"]["transformers"]
+    assert set(tf["runs"]) == {"1", "2"}
+    for run in tf["runs"].values():
+        assert run["tok_s"] > 0 and run["lyrics_p50_s"] > 0 and run["tokens"] > 0
+
+    ml = r["music_lengths"]
+    assert set(ml["lengths"]) == {"2", "4", "8"}
+    for row in ml["lengths"].values():
+        for mode in ("tiled", "untiled"):
+            x = row[mode]
+            assert x["render_s"] > 0 and x["decode_s"] > 0 and "peak_bytes" in x, (mode, x)
+            assert x["audio_s"] == pytest.approx(row["song_s"], abs=0.05)
+
+    dit = r["dit"]
+    assert set(dit["sdpa"]) >= {"flash_sdp_enabled", "mem_efficient_sdp_enabled", "is_flash_attention_available"}
+    assert dit["dispatch"]["active_backend"] and dit["sdpa_kernels"]
+    assert dit["eager"]["step_s"] > 0 and len(dit["eager"]["step_samples_s"]) == 7
+    assert "skipped" in dit["compiled"]
+
+    cv = r["cover_vae"]
+    assert set(cv["variants"]) == {"stock", "fp16_fix"} and "stand-in" in cv["fp16_fix_vae"]
+    assert cv["variants"]["stock"]["force_upcast"] is True and cv["variants"]["fp16_fix"]["force_upcast"] is False
+    assert cv["latency_s"]["fp16_fix"]["1"] > 0 and cv["latency_s"]["stock"]["1"] > 0
+    assert "e2e" not in r  # reduced default: e2e runs in test_e2e_song_through_the_real_app
+    assert set(report["settings"]["parts"]) >= {"codec", "llm_engines", "music_lengths", "dit", "cover_vae"}
+
+
 def test_full_size_parameter_counts_match_published_sizes(report):
     counts = report["param_counts"]
     for key, published in PUBLISHED.items():
@@ -135,17 +171,26 @@ def test_llm_batch8_throughput_is_at_least_3x_batch1(report):
 def test_markdown_report_is_printed(run):
     _, stdout, _ = run
     for heading in ("## Parameter counts", "## LLM", "## Music", "## Cover", "## All three resident",
-                    "## Memory budget", "## Targets"):
+                    "## Memory budget", "## Targets", "## Audio encode", "## LLM engines", "## Music by song length",
+                    "## DiT: attention", "## Cover VAE"):
         assert heading in stdout, heading
     assert "| 8 | 1024 |" in stdout  # the batch-8 row of the LLM table
 
 
 @pytest.mark.serve
 def test_e2e_song_through_the_real_app(kits, tmp_path):
-    """--e2e: build_app with configs/prod.yaml's args on a local Ray Serve, one /generate-with-lyrics."""
-    report, _, _ = _run(["--size", "reduced", "--device", "cpu", "--threads", "1", "--parts", "none", "--e2e"],
+    """e2e: build_app with configs/prod.yaml's args on a local Ray Serve: one song alone, then 3 at once,
+    with each replica process's memory sampled (GPU memory needs nvidia-smi: skipped on CPU)."""
+    report, _, _ = _run(["--size", "reduced", "--device", "cpu", "--threads", "1", "--parts", "e2e"],
                         tmp_path / "e2e.json", timeout=600)
     e2e = report["results"]["e2e"]
-    assert e2e["status"] == 200 and e2e["endpoint"] == "/generate-with-lyrics"
+    assert e2e["status"] == 200 and e2e["endpoint"] == "/generate-from-description"
     assert e2e["audio_duration_s"] == pytest.approx(10.0, abs=0.05)
     assert e2e["request_s"] > 0 and "music" in e2e["timings"]
+    assert e2e["alone"]["wall_s"] == e2e["request_s"]
+    c = e2e["concurrent"]
+    assert c["songs"] == 3 and len(c["each_s"]) == 3 and c["wall_s"] >= max(c["each_s"]) > 0
+    procs = e2e["processes"]
+    assert {"LLM", "Music", "Cover"} <= set(procs["per_deployment"])
+    assert all(x["rss_peak_bytes"] > 0 for x in procs["per_deployment"].values())
+    assert "skipped" in procs["gpu_memory"]
