@@ -220,9 +220,8 @@ def test_fan_out_overlaps_stages(client):
     assert {"tags", "lyrics", "music", "cover", "meta", "upload_audio", "upload_cover", "total"} <= set(t)
     # Tags, lyrics, title and categories are written concurrently (one batched LLM call).
     assert _overlap(t["tags"], t["lyrics"]) and _overlap(t["meta"], t["lyrics"]), t
-    # The cover needs only the tags: it is painted while the lyrics or the music are still going,
-    # never after them (how far it overlaps which depends on how long the lyrics take).
-    assert t["cover"]["start_s"] < t["music"]["start_s"], t
+    # The cover needs only the tags: it is painted while the lyrics or the music are still going
+    # (which of the two depends on whether the tags or the lyrics were done first).
     assert _overlap(t["cover"], t["lyrics"]) or _overlap(t["cover"], t["music"]), t
     assert t["music"]["start_s"] >= max(t["tags"]["end_s"], t["lyrics"]["end_s"]) - 0.05
     assert _overlap(t["upload_audio"], t["upload_cover"]), t  # uploaded together
