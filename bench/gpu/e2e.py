@@ -45,18 +45,22 @@ def bench_e2e(dirs: dict[str, Any], rt: Runtime, wl: Workload, work: Path) -> di
         auto = args[part]["deployment"].get("autoscaling_config")
         if auto:  # one replica (process) per model: the three-processes-on-one-GPU layout
             auto["min_replicas"] = auto["max_replicas"] = 1
+        if not rt.cuda:  # CPU: float32 and one thread, like configs/dev.yaml; the fake GPU counters
+            # Ray hands out are no GPU, so say "cpu" (with "auto" an engine given a GPU it cannot see refuses to start)
+            args[part]["engine"].update(dtype="auto", num_threads=rt.threads or 1, device="cpu")
     if "cover_vae" in dirs:  # prod's fp16-fix VAE: the random-weight stand-in (bench/gpu/cover_vae.py)
         args["cover"]["engine"]["vae"] = dirs["cover_vae"]["path"]
     else:
         args["cover"]["engine"].pop("vae", None)
-        if not rt.cuda:  # CPU: float32 and one thread, like configs/dev.yaml
-            args[part]["engine"]["dtype"] = "auto"
-            args[part]["engine"]["num_threads"] = rt.threads or 1
     storage_dir = work / "e2e-storage"
     args["storage"] = {"backend": "local", "local_dir": str(storage_dir), "url_ttl_s": 3600}
     args.setdefault("jobs", {})["sqlite_path"] = str(work / "e2e-jobs.db")
     if not rt.cuda:
         args["ingress"]["deployment"]["autoscaling_config"]["min_replicas"] = 1
+    for service in ("llm", "music", "cover", "ingress"):
+        # prod.yaml pins its GPU deployments to an accelerator type (H100); the benchmark measures the
+        # GPU it runs on (an H200, or a CPU's fake GPU counters, which have no type at all).
+        (args.get(service, {}).get("deployment") or {}).pop("accelerator_type", None)
     token = secrets.token_urlsafe(24)
     env = {
         args.get("auth", {}).get("token_env", "API_BEARER_TOKEN"): token,
