@@ -64,8 +64,9 @@ def run_ours(args, storage_dir: str) -> list[dict]:
     token = secrets.token_urlsafe(24)
     cluster = start_cluster(num_cpus=8, num_gpus=0, lean=True)  # Ray as `make serve` runs it
     try:
+        llm = llm_overrides(args.tokens) | ({"engine": args.llm_engine} if args.llm_engine else {})
         app_args = merge(config_args("configs/dev.yaml"), {
-            "llm": {"engine": llm_overrides(args.tokens)},
+            "llm": {"engine": llm},
             "storage": {"local_dir": storage_dir},
             "jobs": {"sqlite_path": f"{storage_dir}/jobs.db"},
             "auth": {"generate_dev_token": False},
@@ -202,6 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--songs", type=int, default=20, help="Songs per side (after one warm-up each).")
     p.add_argument("--duration", type=float, default=60.0, help="Seconds of audio per song.")
     p.add_argument("--tokens", type=int, default=160, help="LLM token budget for lyrics.")
+    p.add_argument("--llm-engine", choices=["vllm", "transformers"], default=None,
+                   help="Ours: the LLM engine (default: configs/dev.yaml's). The baseline is always transformers.")
     args = p.parse_args(argv)
     import tempfile
 
@@ -210,6 +213,7 @@ def main(argv=None) -> int:
         base = run_baseline(args, str(Path(tmp) / "base"))
     summary = summarize(ours, base)
     result = {**machine(), "idle_rss_gib": ours[0]["idle_rss_gib"], "idle_pss_gib": ours[0]["idle_pss_gib"], "songs": args.songs, "duration_s": args.duration, "lyrics_tokens": args.tokens,
+              "llm_engine": args.llm_engine or config_args("configs/dev.yaml")["llm"]["engine"].get("engine", "vllm"),
               "summary": summary, "ours": ours, "baseline": base}
     path = write_result("song_path", result)
     print("\n" + table(summary))
