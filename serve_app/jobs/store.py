@@ -100,8 +100,8 @@ class JobStore:
         """Open the store (creating/migrating the schema unless ``migrate=False``)."""
         if lease_s <= 0:
             raise ValueError("lease_s must be > 0")
-        if max_queued < 1 or max_attempts < 1 or webhook_max_attempts < 1:
-            raise ValueError("max_queued, max_attempts and webhook_max_attempts must be >= 1")
+        if max_queued < 1 or max_attempts < 1:
+            raise ValueError("max_queued and max_attempts must be >= 1")  # WebhookStore checks its own
         self.lease_s = float(lease_s)
         self.max_queued = int(max_queued)
         self.max_attempts = int(max_attempts)

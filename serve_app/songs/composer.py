@@ -97,7 +97,8 @@ class SongComposer:
         return [
             Step("tags", self._tags, stage="writing" if task.describe is not None else None),
             Step("lyrics", self._lyrics, stage="writing" if writes_lyrics else None),
-            Step("meta", self._meta),
+            # Meta reads the caller's tags (ready at once); it never waits for the tags the LLM writes.
+            Step("meta", self._meta, needs=("tags",) if task.describe is None else ()),
             Step("cover", self._cover, needs=("tags",), stage="painting"),
             Step("music", self._music, needs=("tags", "lyrics"), stage="composing"),
             Step("upload", self._upload_media, needs=("music", "cover"), stage="uploading"),
@@ -171,7 +172,7 @@ class SongComposer:
         # Title and categories need only the subject (and the caller's tags, when given): they
         # ride in the same LLM batch as the tags and lyrics.
         task = song.task
-        given = normalize_user_tags(task.tags, task.options.instrumental) if task.tags is not None else []
+        given = song.done["tags"] if task.describe is None else []
         return await self._timed(song, "meta", self.models.meta(task.meta_about, given, seed=words_seed(task)))
 
     async def _cover(self, song: Song) -> CoverResult:

@@ -103,7 +103,9 @@ async def test_an_engine_error_fails_at_once_with_its_own_words(stack):
 
 async def test_a_song_whose_lease_moved_to_another_worker_stops_and_writes_nothing(tmp_path):
     now = [datetime(2026, 12, 1, tzinfo=UTC)]
-    s = fake_services(tmp_path / "jobs.db", clock=lambda: now[0], lease_s=5)
+    # A slow heartbeat, so it cannot renew the lease between the clock jump and the other claim;
+    # the old owner learns of the loss from its next progress write.
+    s = fake_services(tmp_path / "jobs.db", clock=lambda: now[0], lease_s=5, heartbeat_s=30)
     s.runner.start()
     gate = s.models.gate("music:1")
     job = submit(s)
@@ -111,6 +113,7 @@ async def test_a_song_whose_lease_moved_to_another_worker_stops_and_writes_nothi
     now[0] += timedelta(seconds=60)  # our lease expired: another replica takes the job
     taken = s.jobs.claim("other-worker")
     assert taken is not None and taken.id == job.id
+    gate.release()
     await until(lambda: job.id not in s.runner.running)
     after = s.jobs.get(job.id)
     assert after.status == "running" and after.lease_owner == "other-worker" and after.attempts == 2

@@ -110,7 +110,7 @@ async def test_cover_starts_while_the_lyrics_are_still_being_written():
 
 
 @pytest.mark.parametrize("step", ["tags", "lyrics", "meta", "cover", "music"])
-async def test_a_failing_step_fails_the_song_by_name_stores_nothing_and_cancels_the_rest(step):
+async def test_a_failing_step_fails_the_song_by_name_and_stores_nothing(step):
     comp, models, store = composer()
     models.failures[step] = RuntimeError(f"{step} exploded\nwith a traceback line")
     rec = Recorder()
