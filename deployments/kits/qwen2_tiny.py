@@ -1,6 +1,8 @@
 """Qwen2 tiny kit: random-weight `Qwen2ForCausalLM` (the real Qwen2-7B-Instruct architecture).
 
 For the fastest LLM tests (generate 50 tokens in well under 0.5 s on CPU). Output is gibberish.
+head_dim is 32 (128 / 4 heads): the smallest size vLLM's CPU attention serves, so the e2e stack
+runs the same engine (vLLM) as dev and production.
 The tokenizer is SmolLM2's byte-level BPE (49152 tokens, has `<|im_start|>`, `<|im_end|>`,
 `<|endoftext|>`) with Qwen2-7B-Instruct's ChatML chat template and special-token roles
 (eos `<|im_end|>`, pad `<|endoftext|>`), and the generation config mirrors Qwen2-7B-Instruct's.
@@ -17,11 +19,11 @@ from .tokenizers_offline import QWEN2_CHAT_TEMPLATE
 
 KIT_NAME = "qwen2-tiny-kit"
 SEED = 4321
-VERSION = 2
+VERSION = 3
 
 MODEL = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
+    "hidden_size": 128,
+    "intermediate_size": 256,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,

@@ -80,6 +80,7 @@ def test_health_needs_no_token_and_reports_every_deployment(song_api):
     assert body["status"] == "ok"
     assert set(body["deployments"]) == {"llm", "music", "cover", "storage", "jobs"}
     assert all(d["ready"] for d in body["deployments"].values())
+    assert body["deployments"]["llm"]["detail"].endswith("(vllm)")  # the e2e stack's LLM runs on vLLM
 
 
 def test_auth_status(song_api, client):

@@ -79,6 +79,9 @@ def test_models_vllm_cannot_load_fall_back_to_transformers(tmp_path):
     assert engine_class(LLMArgs(model=str(tmp_path))) is LLMEngine
     (tmp_path / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"]}')
     assert engine_class(LLMArgs(model=str(tmp_path))) is LLMEngine
-    assert engine_class(LLMArgs(model=str(MODELS / "qwen2-tiny-kit"))) is LLMEngine  # head_dim 16: not on CPUs
+    (tmp_path / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64, '
+                                          '"num_attention_heads": 4}')
+    assert engine_class(LLMArgs(model=str(tmp_path))) is LLMEngine  # head_dim 16: not on vLLM's CPU attention
+    assert engine_class(LLMArgs(model=str(MODELS / "qwen2-tiny-kit"))) is VLLMEngine  # the e2e stack's LLM
     assert engine_class(LLMArgs(model=str(MODELS / "smollm2-135m-instruct"))) is VLLMEngine
     assert engine_class(LLMArgs(model=str(MODELS / "smollm2-135m-instruct"), engine="transformers")) is LLMEngine
