@@ -99,17 +99,50 @@ class Written:
 # -- music (ACE-Step) --
 
 
+# What ACE-Step 1.5 can be asked to do (diffusers' `AceStepPipeline(task_type=...)`, plus `extend`,
+# which is ours: pad the source and repaint the new part, since the pipeline clamps repaint windows
+# to the source's length). Defined once; the API's vocabulary imports it.
+MusicTask = Literal["text2music", "cover", "repaint", "extend", "extract", "lego", "complete"]
+EDIT_TASKS: tuple[str, ...] = ("cover", "repaint", "extend", "extract", "lego", "complete")  # need a source
+BASE_ONLY_TASKS = frozenset({"extract", "lego", "complete"})  # trained into base checkpoints, not turbo
+# The stems ACE-Step 1.5 base knows (`track_name` of extract/lego, `complete_track_classes`).
+TRACK_NAMES: tuple[str, ...] = ("woodwinds", "brass", "fx", "synth", "strings", "percussion", "keyboard", "guitar",
+                                "bass", "drums", "backing_vocals", "vocals")
+MAX_TAKES = 4  # takes of one request, rendered as one pipeline batch
+
+
+def take_seed(seed: int, take: int) -> int:
+    """Take k of a song renders from seed + k: take 0 is the song's own seed, so a one-take song
+    renders exactly as before takes existed, and each take can be reproduced alone from its seed."""
+    return (int(seed) + int(take)) % MAX_SEED
+
+
 @dataclass
 class MusicRequest:
     tags: str
     lyrics: str = ""
     instrumental: bool = False
-    duration_s: float = 30.0
+    duration_s: float = 30.0  # for edits with a source: the output's length (extend: source + extend_s)
     steps: int | None = None
     guidance_scale: float | None = None
     seed: int = -1
     audio_format: AudioFormat = "wav"
     vocal_language: str = "en"
+    # Takes: seeds take_seed(seed, 0..takes-1), rendered together; one result per take, in order.
+    takes: int = 1
+    # Musical controls (None: the model decides). timesignature is beats per bar: "2", "3", "4", "6".
+    bpm: int | None = None
+    keyscale: str | None = None
+    timesignature: str | None = None
+    # Edits: the task and its source (an encoded audio file: wav/flac/mp3/ogg at any rate).
+    task: MusicTask = "text2music"
+    source_audio: bytes | None = None
+    repaint_start_s: float | None = None  # repaint: the window to write anew; the rest is the source's
+    repaint_end_s: float | None = None
+    extend_s: float = 0.0  # extend: seconds added after the source
+    cover_strength: float = 1.0  # cover: 1 = follow the source closely, lower = restyle more
+    track_name: str | None = None  # extract / lego: one of TRACK_NAMES
+    complete_tracks: list[str] | None = None  # complete: TRACK_NAMES to add
 
 
 @dataclass
@@ -131,6 +164,21 @@ class MusicResult:
     finished_at: float = 0.0
     model_s: float = 0.0
     encode_s: float = 0.0
+    take: int = 0  # which take of the request this is (its seed is take_seed(request seed, take))
+    task: str = "text2music"
+
+
+@dataclass
+class MusicCapabilities:
+    """What the configured music model can do: the ingress checks an edit against it before the
+    song is queued, so a task the checkpoint lacks is a 422 at once, not noise after a render."""
+
+    model: str
+    is_turbo: bool
+    sample_rate: int
+    tasks: list[str]
+    track_names: list[str]
+    max_takes: int = MAX_TAKES
 
 
 # -- covers (SDXL) --

@@ -67,6 +67,7 @@ def build_app(args: AppArgs) -> Application:
         jobs=args.jobs,
         jobs_default_url=_sqlite_url(args.jobs.sqlite_path),
         max_body_bytes=args.ingress.max_body_bytes,
+        max_upload_bytes=args.ingress.max_upload_bytes,
         rate_limit=args.ingress.rate_limit,
     )
     return Ingress.options(**args.ingress.deployment.serve_options()).bind(llm, music, cover, config)

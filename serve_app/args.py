@@ -127,6 +127,10 @@ class IngressArgs(_Strict):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Larger request bodies get 413 before parsing."
     )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+        description="POST /v1/uploads bodies (audio files) larger than this get 413 before reading.",
+    )
     rate_limit: RateLimitArgs = Field(default_factory=RateLimitArgs, description="Per-token request rate limit.")
 
 

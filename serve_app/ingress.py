@@ -40,6 +40,7 @@ class IngressConfig:
     jobs_default_url: str  # the embedded SQLite file; the env var named in `jobs` wins
     max_body_bytes: int
     rate_limit: RateLimitArgs
+    max_upload_bytes: int = 100 * 1024 * 1024
 
     @staticmethod
     def secret_names(jobs: JobsArgs, storage: StorageArgs) -> SecretNames:
@@ -93,6 +94,9 @@ class Ingress:
             max_body_bytes=config.max_body_bytes,
             rate_limit=config.rate_limit,
             links=self.store if isinstance(self.store, SignedLinks) else None,
+            music_capabilities=models.music_capabilities,
+            max_upload_bytes=config.max_upload_bytes,
+            key_prefix=config.storage.key_prefix,
         )
         self.runner.start()
         self.webhooks.start()

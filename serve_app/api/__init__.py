@@ -5,7 +5,9 @@ cancel, webhooks); the seed's `POST /generate-*` endpoints create a job and wait
 
     routes/service.py   /health, /auth-status
     routes/generate.py  the seed's /generate-* endpoints
-    routes/songs.py     /v1/songs: submit, list, read, cancel
+    routes/songs.py     /v1/songs: submit, list, read, cancel, delete, a song's edits
+    routes/edits.py     /v1/edits: cover, repaint, extend, ... of a song or an upload
+    routes/uploads.py   /v1/uploads: audio files to edit
     routes/events.py    /v1/songs/{id}/events (SSE)
     routes/files.py     /files: local storage's signed links (mounted only for that backend)
     deps.py             Services and the typed dependencies; errors.py the one error map;
@@ -19,7 +21,7 @@ from fastapi import FastAPI
 from serve_app.api import errors
 from serve_app.api.deps import Services
 from serve_app.api.guards import install_guards
-from serve_app.api.routes import events, files, generate, service, songs
+from serve_app.api.routes import edits, events, files, generate, service, songs, uploads
 
 API_VERSION = "0.2.0"
 
@@ -32,9 +34,10 @@ def create_api(svc: Services) -> FastAPI:
         "All endpoints except /health need `Authorization: Bearer <token>`.",
     )
     api.state.services = svc
-    install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit, tokens=svc.tokens)
+    install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit, tokens=svc.tokens,
+                   upload_max_bytes=svc.max_upload_bytes)
     errors.install(api)
-    for router in (service.router, generate.router, songs.router, events.router):
+    for router in (service.router, generate.router, songs.router, edits.router, uploads.router, events.router):
         api.include_router(router)
     if svc.links is not None:
         api.include_router(files.router)

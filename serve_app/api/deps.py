@@ -38,6 +38,10 @@ class Services:
     max_body_bytes: int
     rate_limit: RateLimitArgs | None
     links: SignedLinks | None = None  # set when this service serves its storage's links (/files)
+    music_capabilities: Callable[[], Awaitable[Any]] | None = None  # -> MusicCapabilities (edits check it)
+    max_upload_bytes: int = 100 * 1024 * 1024  # POST /v1/uploads bodies (others: max_body_bytes)
+    max_upload_s: float = 600.0  # longest upload accepted (ACE-Step's longest song)
+    key_prefix: str = "songs"  # where songs live in storage (storage.key_prefix)
 
 
 def services(request: Request) -> Services:

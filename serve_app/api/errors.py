@@ -79,6 +79,43 @@ class RateLimited(ApiError):
         self.retry_after_s = retry_after_s
 
 
+class FieldInvalid(ApiError):
+    """A value that is valid on its own but not for this request (a repaint range past the
+    source's end, a task the model lacks): a 422 that names the field and what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class SourceNotFound(ApiError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no such {what} (source)")
+
+
+class SourceNotReady(ApiError):
+    def __init__(self, song_id: str, status: str) -> None:
+        super().__init__(f"source song {song_id} is {status}; only a succeeded song can be edited")
+
+
+class UploadNotFound(ApiError):
+    def __init__(self) -> None:
+        super().__init__("no such upload")
+
+
+class UploadRejected(ApiError):
+    """An upload that is not usable audio (empty, corrupt, too long, unknown format)."""
+
+
+class UnsupportedMediaType(ApiError):
+    pass
+
+
+class UploadsDirectOnly(ApiError):
+    def __init__(self) -> None:
+        super().__init__("this server's storage takes uploads directly: POST the file to /v1/uploads")
+
+
 # -- the map --
 
 
@@ -96,6 +133,13 @@ def _retry_after(seconds: Callable[[Exception], int]) -> Callable[[Exception], d
 ERRORS: dict[type[Exception], Rule] = {
     Unauthorized: Rule(401, headers=lambda _: {"WWW-Authenticate": "Bearer"}),
     JobNotFound: Rule(404),
+    SourceNotFound: Rule(404),
+    UploadNotFound: Rule(404),
+    SourceNotReady: Rule(409),
+    FieldInvalid: Rule(422),
+    UploadRejected: Rule(422),
+    UnsupportedMediaType: Rule(415),
+    UploadsDirectOnly: Rule(409),
     ObjectNotFound: Rule(404, lambda _: "no such object"),
     LinkExpired: Rule(403, lambda _: "link expired"),
     LinkInvalid: Rule(403, lambda _: "invalid link signature"),

@@ -16,21 +16,27 @@ from serve_app.auth import bearer_from_header, digest
 EXEMPT_PATHS = ("/health", "/files/", "/docs", "/openapi.json", "/redoc")
 
 
-class BodySizeLimit:
-    """413 for bodies over `max_bytes`, by Content-Length up front or by counting a streamed body."""
+UPLOAD_PATH = "/v1/uploads"  # audio files: their own, larger limit
 
-    def __init__(self, app, max_bytes: int):
+
+class BodySizeLimit:
+    """413 for bodies over `max_bytes` (`upload_max_bytes` for POST /v1/uploads), by Content-Length
+    up front or by counting a streamed body."""
+
+    def __init__(self, app, max_bytes: int, upload_max_bytes: int | None = None):
         self.app, self.max_bytes = app, max_bytes
+        self.upload_max_bytes = upload_max_bytes or max_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.upload_max_bytes if scope.get("path", "").rstrip("/") == UPLOAD_PATH else self.max_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_big = errors.BodyTooLarge(self.max_bytes)
+        too_big = errors.BodyTooLarge(limit)
         if declared is not None:
             try:
-                if int(declared) > self.max_bytes:
+                if int(declared) > limit:
                     return await errors.send(send, too_big)
             except ValueError:
                 return await errors.send(send, errors.BadContentLength())
@@ -50,7 +56,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # Answer here: frameworks catch errors raised while reading the body (FastAPI
                     # turns them into "400 error parsing the body"), so raising alone is not enough.
                     if not started and not refused:
@@ -117,9 +123,9 @@ class TokenBucketLimit:
         await self.app(scope, receive, send)
 
 
-def install_guards(api, *, max_body_bytes: int, rate_limit, tokens=None) -> None:
+def install_guards(api, *, max_body_bytes: int, rate_limit, tokens=None, upload_max_bytes: int | None = None) -> None:
     """Outermost first: the size check, then the rate limit, then FastAPI."""
     if rate_limit is not None and rate_limit.enabled:
         api.add_middleware(TokenBucketLimit, rate_per_s=rate_limit.requests_per_minute / 60.0,
                            burst=rate_limit.burst, tokens=tokens)
-    api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, upload_max_bytes=upload_max_bytes)

@@ -7,13 +7,30 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serve_app.vocabulary import MAX_SEED, RANDOM_SEED, AudioFormat, JobStage, JobStatus, SongMode, SongModeName
+from serve_app.vocabulary import (
+    KEYSCALES,
+    MAX_BPM,
+    MAX_SEED,
+    MAX_TAKES,
+    MIN_BPM,
+    RANDOM_SEED,
+    AudioFormat,
+    EditTaskName,
+    JobStage,
+    JobStatus,
+    SongMode,
+    SongModeName,
+    TimeSignature,
+    TrackName,
+    VocalLanguage,
+)
 
 MIN_DURATION_S, MAX_DURATION_S = 10.0, 600.0
 MAX_DESCRIPTION_CHARS = 2000
 MAX_PROMPT_CHARS = 500
 MAX_LYRICS_CHARS = 5000
 TEXT_FIELDS = ("full_described_song", "prompt", "lyrics", "described_lyrics", "webhook_url")
+_KEYSCALE_BY_LOWER = {k.lower(): k for k in KEYSCALES}
 
 # C0 controls other than tab/newline/carriage return, and DEL: PostgreSQL cannot store NUL in text
 # or jsonb (a 500 at submit, or a failed job) and terminal escapes have no place in a song. Unpaired
@@ -44,6 +61,29 @@ class SongOptions(BaseModel):
     )
     instrumental: bool = Field(default=False, description="No vocals: lyrics are skipped and no vocal tag is used.")
     audio_format: AudioFormat = Field(default="wav", description="wav (16-bit), flac, mp3 or opus (in ogg).")
+    variations: int = Field(
+        default=1, ge=1, le=MAX_TAKES,
+        description="Takes of this song (1-4): one set of words and one cover, each take its own seed "
+                    "(seed, seed+1, ...), rendered in one batch. `r2_key` is the first take.",
+    )
+    bpm: int | None = Field(default=None, ge=MIN_BPM, le=MAX_BPM,
+                            description="Tempo in beats per minute (30-300). Omit: the LLM's proposal or the model's.")
+    keyscale: str | None = Field(default=None, description='Key, e.g. "C major", "F# minor", "Bb major".',
+                                 examples=["A minor"])
+    timesignature: TimeSignature | None = Field(default=None,
+                                                description='Beats per bar: "2" (2/4), "3" (3/4), "4" (4/4), "6" (6/8).')
+    vocal_language: VocalLanguage | None = Field(default=None,
+                                                 description="Language of the lyrics (ISO 639-1). Omit: guessed.")
+
+    @field_validator("keyscale", check_fields=False)
+    @classmethod
+    def _keyscale(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        canonical = _KEYSCALE_BY_LOWER.get(" ".join(value.split()).lower())
+        if canonical is None:
+            raise ValueError('must be a note (C, C#, Db, D, ... B) and "major" or "minor", e.g. "F# minor"')
+        return canonical
 
     @field_validator(*TEXT_FIELDS, check_fields=False)
     @classmethod
@@ -78,6 +118,111 @@ class GenerateWithDescribedLyrics(SongOptions):
     )
 
 
+class SongSource(BaseModel):
+    """What an edit starts from: one of your songs (a take of it) or one of your uploads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    song_id: str | None = Field(default=None, pattern="^[0-9a-f]{32}$", description="A finished song of yours.")
+    take: int = Field(default=0, ge=0, lt=MAX_TAKES, description="Which take of that song (0 = the first).")
+    upload_id: str | None = Field(default=None, pattern="^[0-9a-f]{32}$", description="An upload of yours.")
+
+    @model_validator(mode="after")
+    def _one(self) -> SongSource:
+        if (self.song_id is None) == (self.upload_id is None):
+            raise ValueError("give exactly one of song_id or upload_id")
+        if self.upload_id is not None and self.take:
+            raise ValueError("take applies to a song_id source only")
+        return self
+
+
+class EditCreate(BaseModel):
+    """An edit of a source song or upload: a new song; the source is never modified.
+
+    Tags and lyrics default to the source song's (an upload has none: give `prompt`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: EditTaskName = Field(description="cover, repaint, extend; extract, lego, complete need a base checkpoint.")
+    source: SongSource
+    prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS,
+                               description="Tags for the new audio. Default: the source song's.")
+    lyrics: str | None = Field(default=None, max_length=MAX_LYRICS_CHARS,
+                               description="Lyrics sung in the new audio. Default: the source song's.")
+    repaint_start_s: float | None = Field(default=None, ge=0.0, le=MAX_DURATION_S,
+                                          description="repaint: start of the range written anew (seconds).")
+    repaint_end_s: float | None = Field(default=None, gt=0.0, le=MAX_DURATION_S,
+                                        description="repaint: end of that range; the rest of the source is kept.")
+    extend_s: float | None = Field(default=None, ge=1.0, le=MAX_DURATION_S,
+                                   description="extend: seconds added after the source (total at most 600 s).")
+    cover_strength: float = Field(default=1.0, ge=0.0, le=1.0,
+                                  description="cover: 1 follows the source closely; lower restyles more.")
+    track_name: TrackName | None = Field(default=None, description="extract / lego: the stem to extract or add.")
+    complete_tracks: list[TrackName] | None = Field(default=None, min_length=1, max_length=12,
+                                                    description="complete: the tracks to add.")
+    seed: int = Field(default=RANDOM_SEED, ge=RANDOM_SEED, le=MAX_SEED)
+    infer_step: int | None = Field(default=None, ge=1, le=200)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
+    audio_format: AudioFormat = "wav"
+    variations: int = Field(default=1, ge=1, le=MAX_TAKES)
+    bpm: int | None = Field(default=None, ge=MIN_BPM, le=MAX_BPM)
+    keyscale: str | None = None
+    timesignature: TimeSignature | None = None
+    vocal_language: VocalLanguage | None = None
+    webhook_url: str | None = Field(default=None, min_length=1, max_length=2048)
+
+    _keyscale = field_validator("keyscale")(SongOptions._keyscale.__func__)
+    _safe_text = field_validator("prompt", "lyrics", "webhook_url")(SongOptions._safe_text.__func__)
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> EditCreate:
+        needs = {"repaint": ("repaint_start_s", "repaint_end_s"), "extend": ("extend_s",),
+                 "extract": ("track_name",), "lego": ("track_name",), "complete": ("complete_tracks",)}
+        only = {"repaint_start_s": "repaint", "repaint_end_s": "repaint", "extend_s": "extend",
+                "track_name": "extract or lego", "complete_tracks": "complete"}
+        for name in needs.get(self.task, ()):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} is required for task {self.task!r}")
+        for name, tasks in only.items():
+            if getattr(self, name) is not None and self.task not in tasks.replace(" or ", " ").split():
+                raise ValueError(f"{name} applies to task {tasks} only, not {self.task!r}")
+        if self.task == "repaint" and self.repaint_end_s <= self.repaint_start_s:
+            raise ValueError("repaint_end_s must be greater than repaint_start_s")
+        if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
+            raise ValueError("webhook_url must be an http(s) URL")
+        return self
+
+
+class UploadPublic(BaseModel):
+    """An uploaded audio file, checked and stored at the model's sample rate."""
+
+    upload_id: str
+    duration_s: float = Field(description="Length of the audio.")
+    sample_rate: int = Field(description="Rate it is stored at (the model's).")
+    channels: int
+    original: dict = Field(description="What was sent: format, sample_rate, channels, bytes, filename.")
+    created_at: float
+
+
+class PresignedUpload(BaseModel):
+    """Where to PUT a large file (S3/R2 storage), then POST /v1/uploads/{upload_id}/complete."""
+
+    upload_id: str
+    put_url: str
+    method: Literal["PUT"]
+    content_type: str = Field(description="Send the PUT with this Content-Type (it is signed).")
+    expires_in_s: int
+    max_bytes: int
+
+
+class TakePublic(BaseModel):
+    take: int
+    seed: int
+    r2_key: str
+    duration_s: float
+    audio_url: str
+
+
 class StageTiming(BaseModel):
     start_s: float = Field(description="Seconds after the song started.")
     end_s: float = Field(description="Seconds after the song started.")
@@ -107,6 +252,10 @@ class SongPublic(BaseModel):
     links_expire_in_s: int
     notes: list[str] = Field(default_factory=list, description="Adjustments made to the request, if any.")
     timings: dict[str, StageTiming] = Field(description="Per-stage wall times of this song.")
+    mode: SongModeName = Field(default="description", description="What the song was made from (its kind).")
+    takes: list[TakePublic] = Field(default_factory=list, description="Every take, the first being r2_key's.")
+    parent: dict | None = Field(default=None, description="An edit's source: song_id (and take) or upload_id.")
+    controls: dict = Field(default_factory=dict, description="bpm, keyscale, timesignature, vocal_language used.")
 
 
 class AuthStatus(BaseModel):
@@ -202,6 +351,7 @@ class SongJobPublic(BaseModel):
     error: str | None = Field(description="Why the job failed, in words.")
     result: SongPublic | None = Field(description="The song, with fresh links, once succeeded.")
     request: dict
+    parent_id: str | None = Field(default=None, description="An edit's source song.")
     webhook_url: str | None
     created_at: str
     started_at: str | None

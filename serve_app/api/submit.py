@@ -11,7 +11,7 @@ from serve_app.vocabulary import SongMode
 
 
 async def submit(svc: Services, owner: str, mode: SongMode, request: dict, *, idempotency_key: str | None = None,
-                 webhook_url: str | None = None) -> tuple[Job, bool]:
+                 webhook_url: str | None = None, parent_id: str | None = None) -> tuple[Job, bool]:
     """Queue a job (or find the one this Idempotency-Key made); True when it is new."""
     if webhook_url:
         try:
@@ -19,7 +19,7 @@ async def submit(svc: Services, owner: str, mode: SongMode, request: dict, *, id
         except (ValueError, PermissionError) as exc:
             raise WebhookRefused(str(exc)) from None
     job, created = await off_loop(svc.jobs.create, owner, SongMode(mode).value, request,
-                                  idempotency_key=idempotency_key, webhook_url=webhook_url)
+                                  idempotency_key=idempotency_key, webhook_url=webhook_url, parent_id=parent_id)
     if created:
         svc.runner.wake()
     return job, created

@@ -18,6 +18,10 @@ def song_public(result: dict, request: Request, svc: Services) -> SongPublic:
     song["audio_url"] = absolute(svc.store.signed_url(song["r2_key"], svc.url_ttl_s), request)
     song["cover_image_url"] = absolute(svc.store.signed_url(song["cover_image_r2_key"], svc.url_ttl_s), request)
     song["links_expire_in_s"] = svc.url_ttl_s
+    takes = song.get("takes") or [{"take": 0, "seed": song["seed"], "r2_key": song["r2_key"],
+                                   "duration_s": song["duration_s"]}]
+    song["takes"] = [{**t, "audio_url": song["audio_url"] if t["r2_key"] == song["r2_key"]
+                      else absolute(svc.store.signed_url(t["r2_key"], svc.url_ttl_s), request)} for t in takes]
     return SongPublic.model_validate(song)
 
 

@@ -47,6 +47,8 @@ class Job:
     cancel_requested: bool
     last_event_seq: int
     pk: int  # internal insertion order (FIFO, cursors); not part of the API
+    parent_id: str | None = None  # an edit's source song
+    deleted_at: datetime | None = None  # set when the owner deleted the song (a tombstone)
 
     @property
     def terminal(self) -> bool:
@@ -64,7 +66,7 @@ class Job:
             finished_at=row["finished_at"], updated_at=row["updated_at"],
             lease_owner=row["lease_owner"], lease_expires_at=row["lease_expires_at"],
             cancel_requested=bool(row["cancel_requested"]), last_event_seq=row["event_seq"],
-            pk=row["pk"],
+            pk=row["pk"], parent_id=row.get("parent_id"), deleted_at=row.get("deleted_at"),
         )
 
     def public(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ class Job:
             "error": self.error,
             "result": self.result,
             "request": self.request,
+            "parent_id": self.parent_id,
             "idempotency_key": self.idempotency_key,
             "webhook_url": self.webhook_url,
             "created_at": iso(self.created_at),

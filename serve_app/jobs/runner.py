@@ -25,6 +25,7 @@ from .store import JobStore
 logger = logging.getLogger("ray.serve")
 
 MAX_RETRY_DELAY_S = 30.0
+DELETED_BY_OWNER = "deleted by its owner"
 CANCELLED_BY_CLIENT = "cancelled by the client"
 
 
@@ -185,7 +186,12 @@ class JobRunner:
         logger.info("job %s started (attempt %d)", job.id, job.attempts, extra=extra)
         try:
             result = await self.composer.compose(job_task(job), song_id=job.id, observer=_StoreObserver(self, job.id))
-            await self._finish(job.id, status="succeeded", result=result.to_dict())
+            if await asyncio.to_thread(self.store.is_deleted, job.id):
+                # Deleted while its last step ran (too late to stop): its objects go too.
+                await self.composer.remove_partial(job.id)
+                await self._finish(job.id, status="cancelled", error=DELETED_BY_OWNER)
+            else:
+                await self._finish(job.id, status="succeeded", result=result.to_dict())
         except asyncio.CancelledError:
             reason = run.stop or StopReason.SHUTDOWN
             if reason is StopReason.CANCEL:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -190,7 +190,7 @@ class JobStore:
 
     def create(self, owner: str, mode: str, request: dict[str, Any], *,
                idempotency_key: str | None = None,
-               webhook_url: str | None = None) -> tuple[Job, bool]:
+               webhook_url: str | None = None, parent_id: str | None = None) -> tuple[Job, bool]:
         """Queue a job; return (job, created). Idempotent per owner+key; may raise QueueFull."""
         if not is_owner_digest(owner):
             raise ValueError("owner must be the SHA-256 hex digest of the API token (never the token)")
@@ -204,6 +204,8 @@ class JobStore:
             raise ValueError("idempotency_key must be a non-empty string of <= 255 characters")
         if webhook_url is not None and not (isinstance(webhook_url, str) and 0 < len(webhook_url) <= 2048):
             raise ValueError("webhook_url must be a non-empty string of <= 2048 characters")
+        if parent_id is not None and not is_job_id(parent_id):
+            raise ValueError("parent_id must be a job id")
         rhash = request_hash(mode, request, webhook_url)  # also proves it is JSON-serializable
         try:
             with self.db.tx() as conn:
@@ -225,7 +227,7 @@ class JobStore:
                 row = conn.execute(insert(jobs).values(
                     id=uuid.uuid4().hex, owner=owner, mode=mode, request=request,
                     request_hash=rhash, idempotency_key=idempotency_key, webhook_url=webhook_url,
-                    status="queued", attempts=0, cancel_requested=False, event_seq=1,
+                    parent_id=parent_id, status="queued", attempts=0, cancel_requested=False, event_seq=1,
                     created_at=now, updated_at=now,
                 ).returning(*jobs.c)).mappings().one()
                 job = Job.from_row(row)
@@ -264,23 +266,36 @@ class JobStore:
         ).scalar_one()
         return int(min(300, max(1, math.ceil(mean / max(1, running)))))
 
-    def get(self, job_id: str, owner: str | None = None) -> Job | None:
-        """The job, or None if absent (or, when ``owner`` is given, owned by someone else)."""
+    def get(self, job_id: str, owner: str | None = None, *, deleted: bool = False) -> Job | None:
+        """The job, or None if absent (or, when ``owner`` is given, owned by someone else, or
+        deleted unless ``deleted``)."""
         if not is_job_id(job_id):
             return None
         stmt = select(jobs).where(jobs.c.id == job_id)
         if owner is not None:
             stmt = stmt.where(jobs.c.owner == owner)
+            if not deleted:
+                stmt = stmt.where(jobs.c.deleted_at.is_(None))
         with self.db.tx(write=False) as conn:
             row = conn.execute(stmt).mappings().first()
         return None if row is None else Job.from_row(row)
 
-    def list(self, owner: str, *, limit: int = 20,
-             before: str | None = None) -> tuple[list[Job], str | None]:
-        """The owner's jobs newest first; pass the returned cursor as ``before`` for the next page."""
+    def list(self, owner: str, *, limit: int = 20, before: str | None = None,
+             statuses: Sequence[str] = (), modes: Sequence[str] = (),
+             parent_id: str | None = None) -> tuple[list[Job], str | None]:
+        """The owner's jobs newest first (deleted ones never), optionally only these statuses,
+        modes or the edits of one song; pass the returned cursor as ``before`` for the next page."""
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise ValueError("limit must be an int in 1..1000")
-        stmt = select(jobs).where(jobs.c.owner == owner)
+        if not set(statuses) <= set(JOB_STATUSES) or not set(modes) <= set(SONG_MODES):
+            raise ValueError(f"statuses must be among {JOB_STATUSES} and modes among {SONG_MODES}")
+        stmt = select(jobs).where(jobs.c.owner == owner, jobs.c.deleted_at.is_(None))
+        if statuses:
+            stmt = stmt.where(jobs.c.status.in_(sorted(set(statuses))))
+        if modes:
+            stmt = stmt.where(jobs.c.mode.in_(sorted(set(modes))))
+        if parent_id is not None:
+            stmt = stmt.where(jobs.c.parent_id == parent_id)
         if before is not None:
             stmt = stmt.where(jobs.c.pk < decode_cursor(before))
         stmt = stmt.order_by(jobs.c.pk.desc()).limit(limit + 1)
@@ -492,6 +507,26 @@ class JobStore:
                 self._append_event(conn, job.id, job.last_event_seq, "cancel_requested", {}, now)
                 return job
             return Job.from_row(row)
+
+    def mark_deleted(self, job_id: str, owner: str) -> Job | None:
+        """Tombstone the owner's song: cancel it if queued or running, forget its words and
+        result (the caller deletes its objects), keep the row so a repeated DELETE is answered the
+        same. Returns the job as it was before (None: no such job of this owner)."""
+        if not is_job_id(job_id):
+            return None
+        job = self.request_cancel(job_id, owner)
+        if job is None:
+            return None
+        with self.db.tx() as conn:
+            now = self.db.now()
+            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.owner == owner,
+                                            jobs.c.deleted_at.is_(None)).values(
+                deleted_at=now, updated_at=now, request={}, result=None))
+        return job
+
+    def is_deleted(self, job_id: str) -> bool:
+        with self.db.tx(write=False) as conn:
+            return conn.execute(select(jobs.c.deleted_at).where(jobs.c.id == job_id)).scalar() is not None
 
     def purge(self, finished_before: datetime) -> int:
         """Delete terminal jobs finished before the cutoff (with their events and deliveries),

@@ -91,10 +91,13 @@ jobs = Table(
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("parent_id", String(32), nullable=True),  # an edit's source song (0002)
+    Column("deleted_at", UTCDateTime(), nullable=True),  # a deleted song's tombstone (0002)
     UniqueConstraint("owner", "idempotency_key"),
     Index(None, "owner", "pk"),
     Index(None, "status", "pk"),
     Index(None, "status", "lease_expires_at"),
+    Index(None, "parent_id"),
 )
 
 job_events = Table(

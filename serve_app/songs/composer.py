@@ -2,8 +2,12 @@
 
     tags ──────┬─ cover ───────────┬─ upload ─┬─ manifest
     lyrics ────┴─ music (streamed) ┘          │
+    (source) ──┘                              │
     meta (title + categories) ────────────────┘
 
+An edit (cover/repaint/extend/... of a previous song or an upload) adds a `source` step that reads
+the source audio from storage; an edit of a song keeps that song's cover and names its title.
+Takes (`variations`) share the words and the cover and come back from one music call.
 `plan(task)` says what each step does for this task: the LLM writes the tags, lyrics or neither
 (the caller gave them), and meta always asks the LLM for a title and categories. Tags, lyrics and
 meta run side by side (one LLM batch on a GPU); cover starts as soon as the tags exist, music as
@@ -30,6 +34,7 @@ from deployments.lyrics_text import guess_language, normalize_user_lyrics, norma
 from deployments.cover import cover_prompt
 from deployments.protocol import CoverRequest, CoverResult, MusicRequest, MusicResult, Written
 from serve_app.songs import layout
+from serve_app.songs.controls import proposed_controls
 from serve_app.songs.failures import SongFailed, safe_message
 from serve_app.songs.handles import ModelHandles
 from serve_app.songs.observer import Observers, SongObserver, Stages
@@ -94,13 +99,15 @@ class SongComposer:
     def plan(self, task: SongTask) -> list[Step]:
         """The steps this task needs, in the order they start when ready together."""
         writes_lyrics = task.lyrics_about is not None and not task.options.instrumental
+        edit = task.edit is not None
         return [
             Step("tags", self._tags, stage="writing" if task.describe is not None else None),
             Step("lyrics", self._lyrics, stage="writing" if writes_lyrics else None),
+            *([Step("source", self._source)] if edit else []),
             # Meta reads the caller's tags (ready at once); it never waits for the tags the LLM writes.
             Step("meta", self._meta, needs=("tags",) if task.describe is None else ()),
             Step("cover", self._cover, needs=("tags",), stage="painting"),
-            Step("music", self._music, needs=("tags", "lyrics"), stage="composing"),
+            Step("music", self._music, needs=("tags", "lyrics", *(("source",) if edit else ())), stage="composing"),
             Step("upload", self._upload_media, needs=("music", "cover"), stage="uploading"),
             Step("manifest", self._manifest, needs=("upload", "meta")),
         ]
@@ -170,17 +177,47 @@ class SongComposer:
 
     async def _meta(self, song: Song) -> Written:
         # Title and categories need only the subject (and the caller's tags, when given): they
-        # ride in the same LLM batch as the tags and lyrics.
+        # ride in the same LLM batch as the tags and lyrics. An edit of a song is named after it.
         task = song.task
+        if task.edit is not None and task.edit.parent_title:
+            now = time.time()
+            return Written("meta", title=f"{task.edit.parent_title} ({task.edit.task})",
+                           categories=list(task.edit.parent_categories), model="", started_at=now, finished_at=now)
         given = song.done["tags"] if task.describe is None else []
         return await self._timed(song, "meta", self.models.meta(task.meta_about, given, seed=words_seed(task)))
 
+    async def _source(self, song: Song) -> bytes:
+        """The edit's source audio, as stored (checked at submit; gone since: the edit fails)."""
+        t = time.time()
+        try:
+            data = await self.store.get(song.task.edit.source_key)
+        except Exception as exc:  # noqa: BLE001
+            raise SongFailed.wrap("source", exc) from exc
+        song.stages.record("source", t, time.time())
+        return data
+
     async def _cover(self, song: Song) -> CoverResult:
+        edit = song.task.edit
+        if edit is not None and edit.parent_cover_key:
+            t = time.time()
+            try:
+                png = await self.store.get(edit.parent_cover_key)
+            except Exception as exc:  # noqa: BLE001
+                raise SongFailed.wrap("cover", exc) from exc
+            song.stages.record("cover", t, time.time())
+            return CoverResult(png=png, width=0, height=0, seed=-1, steps=0, prompt="",
+                               model=f"kept from song {edit.parent.get('song_id')}", started_at=t,
+                               finished_at=time.time(), model_s=0.0)
         prompt = cover_prompt(", ".join(song.done["tags"][:COVER_TAGS]))
         return await self._timed(song, "cover", self.models.cover(CoverRequest(prompt=prompt)))
 
     def music_request(self, song: Song) -> MusicRequest:
-        opts, lyrics = song.task.options, song.done["lyrics"]
+        task = song.task
+        opts, lyrics = task.options, song.done["lyrics"]
+        # Controls: the caller's fields win; then what the LLM proposed in the tags it wrote.
+        controls = {**(proposed_controls(song.done["tags"]) if task.describe is not None else {}),
+                    **opts.controls()}
+        edit = task.edit
         return MusicRequest(
             tags=", ".join(song.done["tags"]),
             lyrics=lyrics,
@@ -190,42 +227,57 @@ class SongComposer:
             guidance_scale=opts.guidance_scale,
             seed=opts.seed,
             audio_format=opts.audio_format,
-            vocal_language=guess_language(lyrics) if lyrics else "en",
+            vocal_language=controls.get("vocal_language") or (guess_language(lyrics) if lyrics else "en"),
+            takes=opts.takes,
+            bpm=controls.get("bpm"),
+            keyscale=controls.get("keyscale"),
+            timesignature=controls.get("timesignature"),
+            **({} if edit is None else dict(
+                task=edit.task, source_audio=song.done["source"], repaint_start_s=edit.repaint_start_s,
+                repaint_end_s=edit.repaint_end_s, extend_s=edit.extend_s, cover_strength=edit.cover_strength,
+                track_name=edit.track_name,
+                complete_tracks=list(edit.complete_tracks) if edit.complete_tracks else None)),
         )
 
-    async def _music(self, song: Song) -> MusicResult:
-        """Stream the render: progress after every step; cancelling this step cancels the render."""
+    async def _music(self, song: Song) -> list[MusicResult]:
+        """Stream the render: progress after every step, then one result per take; cancelling
+        this step cancels the render."""
         sent = time.time()
-        result: MusicResult | None = None
-        song.music_request = self.music_request(song)
+        results: list[MusicResult] = []
+        song.music_request = req = self.music_request(song)
         try:
-            async for kind, payload in self.models.music(song.music_request, song.id):
+            async for kind, payload in self.models.music(req, song.id):
                 if kind == "progress":
                     step, total = payload
                     await song.observer.progress(step, total)
                     if step == total:
                         await song.enter("encoding")
                 else:
-                    result = payload
+                    results.append(payload)
         except Exception as exc:  # noqa: BLE001 - not CancelledError: a cancel stays a cancel
             raise SongFailed.wrap("music", exc) from exc
-        if result is None:
+        if not results:
             raise SongFailed("music", "the music deployment returned no audio")
-        song.stages.record("music", result.started_at or sent, result.finished_at or time.time())
-        return result
+        if len(results) != req.takes:
+            raise SongFailed("music", f"the music deployment returned {len(results)} of {req.takes} takes")
+        song.stages.record("music", min(r.started_at or sent for r in results),
+                           max(r.finished_at or time.time() for r in results))
+        return results
 
     async def _upload_media(self, song: Song) -> layout.SongKeys:
-        music: MusicResult = song.done["music"]
-        keys = layout.SongKeys(self.key_prefix, song.id, music.extension)
+        takes: list[MusicResult] = song.done["music"]
+        keys = layout.SongKeys(self.key_prefix, song.id, takes[0].extension)
         await asyncio.gather(
-            self._put(song, "upload_audio", keys.audio, music.audio, music.content_type),
+            *(self._put(song, "upload_audio", keys.take(k), r.audio, r.content_type) for k, r in enumerate(takes)),
             self._put(song, "upload_cover", keys.cover, song.done["cover"].png, layout.COVER_CONTENT_TYPE),
         )
         return keys
 
     async def _manifest(self, song: Song) -> SongResult:
         keys: layout.SongKeys = song.done["upload"]
-        music: MusicResult = song.done["music"]
+        takes: list[MusicResult] = song.done["music"]
+        music = takes[0]
+        req = song.music_request
         words = Words(song.done["tags"], song.done["lyrics"], song.done["meta"])
         result = SongResult(
             r2_key=keys.audio,
@@ -244,9 +296,16 @@ class SongComposer:
             infer_step=music.steps,
             guidance_scale=music.guidance_scale,
             notes=music.notes,
+            mode=song.task.mode.value,
+            takes=[{"take": k, "seed": r.seed, "r2_key": keys.take(k), "duration_s": round(r.duration_s, 4)}
+                   for k, r in enumerate(takes)],
+            parent=dict(song.task.edit.parent) if song.task.edit else None,
+            controls={k: v for k, v in (("bpm", req.bpm), ("keyscale", req.keyscale),
+                                        ("timesignature", req.timesignature),
+                                        ("vocal_language", req.vocal_language)) if v is not None},
         )
-        doc = layout.manifest(song_id=song.id, created_at=song.stages.t0, task=song.task, words=words, music=music,
-                              music_request=song.music_request, cover=song.done["cover"],
+        doc = layout.manifest(song_id=song.id, created_at=song.stages.t0, task=song.task, words=words, takes=takes,
+                              music_request=req, cover=song.done["cover"],
                               result=result.to_dict(), timings=song.stages.public())
         await self._put(song, "upload_manifest", keys.manifest, json.dumps(doc, indent=2).encode(),
                         layout.MANIFEST_CONTENT_TYPE)

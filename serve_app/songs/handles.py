@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-from deployments.protocol import CoverRequest, CoverResult, MusicRequest, Written
+from deployments.protocol import CoverRequest, CoverResult, MusicCapabilities, MusicRequest, Written
 
 Probe = Callable[[], Awaitable[Any]]
 
@@ -29,7 +29,12 @@ class ModelHandles(Protocol):
     async def cover(self, req: CoverRequest) -> CoverResult: ...
 
     def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
-        """("progress", (step, total)) after every diffusion step, then ("result", MusicResult)."""
+        """("progress", (step, total)) after every diffusion step, then ("result", MusicResult)
+        once per take, in take order."""
+        ...
+
+    async def music_capabilities(self) -> MusicCapabilities:
+        """What the music model can do (the API checks an edit against it before queueing)."""
         ...
 
     def probes(self) -> dict[str, Probe]:
@@ -72,6 +77,9 @@ class RayHandles:
             stream.cancel()  # the replica stops the render at its next step
             raise
 
+    async def music_capabilities(self) -> MusicCapabilities:
+        return await self.music_handle.capabilities.remote()
+
     def probes(self) -> dict[str, Probe]:
         return {"llm": self.llm.ready.remote, "music": self.music_handle.ready.remote,
                 "cover": self.cover_handle.ready.remote}
@@ -97,6 +105,9 @@ class LocalHandles:
 
     def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
         return self.music_server.generate_stream(req, song_id)
+
+    async def music_capabilities(self) -> MusicCapabilities:
+        return await self.music_server.capabilities()
 
     def probes(self) -> dict[str, Probe]:
         return {"llm": self.llm.ready, "music": self.music_server.ready, "cover": self.cover_server.ready}

@@ -27,6 +27,10 @@ class SongResult:
     guidance_scale: float
     notes: list[str] = field(default_factory=list)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    mode: str = "description"
+    takes: list[dict[str, Any]] = field(default_factory=list)  # {take, seed, r2_key, duration_s}; [0] is r2_key's
+    parent: dict[str, Any] | None = None  # an edit's source: {"song_id", "take"} or {"upload_id"}
+    controls: dict[str, Any] = field(default_factory=dict)  # bpm, keyscale, timesignature, vocal_language used
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

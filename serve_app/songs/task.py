@@ -22,6 +22,42 @@ class RenderOptions:
     infer_step: int | None = None
     instrumental: bool = False
     audio_format: AudioFormat = "wav"
+    takes: int = 1
+    bpm: int | None = None
+    keyscale: str | None = None
+    timesignature: str | None = None
+    vocal_language: str | None = None  # None: guessed from the lyrics
+
+    def controls(self) -> dict[str, Any]:
+        """The musical controls the caller set (the manifest records them)."""
+        return {k: v for k, v in (("bpm", self.bpm), ("keyscale", self.keyscale),
+                                  ("timesignature", self.timesignature),
+                                  ("vocal_language", self.vocal_language)) if v is not None}
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    """An edit's source and the task's parameters, resolved at submit time (the source's storage
+    key and length were checked then; the worker only reads them)."""
+
+    task: str
+    source_key: str  # the source audio's object key
+    source_duration_s: float
+    parent: dict[str, Any]  # {"song_id", "take"} or {"upload_id"}: what the manifest names
+    parent_cover_key: str | None = None  # a song source's cover: the edit keeps it
+    parent_title: str | None = None
+    parent_categories: tuple[str, ...] = ()
+    repaint_start_s: float | None = None
+    repaint_end_s: float | None = None
+    extend_s: float = 0.0
+    cover_strength: float = 1.0
+    track_name: str | None = None
+    complete_tracks: tuple[str, ...] | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """The edit's output length: the source's, plus what an extend adds."""
+        return self.source_duration_s + (self.extend_s if self.task == "extend" else 0.0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +78,7 @@ class SongTask:
     lyrics: str | None = None
     lyrics_about: str | None = None
     request: dict[str, Any] | None = None
+    edit: EditSpec | None = None
 
     def with_seed(self, seed: int) -> SongTask:
         return replace(self, options=replace(self.options, seed=seed),
@@ -58,7 +95,28 @@ class SongTask:
             infer_step=request.get("infer_step"),
             instrumental=bool(request.get("instrumental", False)),
             audio_format=request.get("audio_format", "wav"),
+            takes=int(request.get("variations", 1)),
+            bpm=request.get("bpm"),
+            keyscale=request.get("keyscale"),
+            timesignature=request.get("timesignature"),
+            vocal_language=request.get("vocal_language"),
         )
+        if mode.is_edit:
+            src = request["source"]
+            edit = EditSpec(
+                task=mode.value, source_key=src["key"], source_duration_s=float(src["duration_s"]),
+                parent={k: src[k] for k in ("song_id", "take", "upload_id") if k in src},
+                parent_cover_key=src.get("cover_key"), parent_title=src.get("title"),
+                parent_categories=tuple(src.get("categories") or ()),
+                repaint_start_s=request.get("repaint_start_s"), repaint_end_s=request.get("repaint_end_s"),
+                extend_s=float(request.get("extend_s") or 0.0), cover_strength=float(request.get("cover_strength", 1.0)),
+                track_name=request.get("track_name"),
+                complete_tracks=tuple(request["complete_tracks"]) if request.get("complete_tracks") else None,
+            )
+            options = replace(options, duration_s=edit.duration_s, instrumental=bool(request.get("instrumental")))
+            tags = request.get("prompt") or ""
+            return cls(mode, options, meta_about=tags, tags=tags, lyrics=request.get("lyrics") or "",
+                       request=request, edit=edit)
         if mode is SongMode.DESCRIPTION:
             text = request["full_described_song"]
             return cls(mode, options, meta_about=text, describe=text, lyrics_about=text, request=request)

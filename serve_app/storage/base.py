@@ -234,3 +234,12 @@ class SignedLinks(Protocol):
         ...
 
     def content_type(self, key: str) -> str: ...
+
+
+@runtime_checkable
+class SignedUploads(Protocol):
+    """A store that can hand a client a time-limited PUT link (S3/R2 presigned), so a large audio
+    file goes straight to storage instead of through the ingress. The uploads router offers
+    `POST /v1/uploads/presign` only for a store with this interface."""
+
+    def signed_put_url(self, key: str, ttl_s: int, content_type: str) -> str: ...

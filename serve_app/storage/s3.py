@@ -299,6 +299,19 @@ class S3Store(ObjectStore):
         except bce.BotoCoreError as exc:
             raise self._error(exc, "presign", key) from None
 
+    def signed_put_url(self, key: str, ttl_s: int, content_type: str) -> str:
+        """A presigned PUT for one object (SignedUploads): the client must send this Content-Type."""
+        validate_key(key)
+        if not 1 <= int(ttl_s) <= MAX_PRESIGN_TTL_S:
+            raise ValueError(f"ttl_s must be 1..{MAX_PRESIGN_TTL_S} (S3 presign limit)")
+        try:
+            return self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                ExpiresIn=int(ttl_s),
+            )
+        except bce.BotoCoreError as exc:
+            raise self._error(exc, "presign", key) from None
+
     async def check(self) -> None:
         """Prove the bucket exists and the credentials can list it.
 

@@ -63,3 +63,31 @@ def test_song_lands_in_the_bucket(s3_app, s3_server):
 def test_health_reports_the_bucket(s3_app):
     r = httpx.get(s3_app["base_url"] + "/health", timeout=30)
     assert r.status_code == 200 and r.json()["deployments"]["storage"]["detail"] == "s3"
+
+
+def test_a_large_upload_goes_straight_to_the_bucket_through_a_presigned_put(s3_app, s3_server):
+    import numpy as np
+
+    auth = {"Authorization": f"Bearer {s3_app['token']}"}
+    r = httpx.post(s3_app["base_url"] + "/v1/uploads/presign", headers=auth, timeout=30)
+    assert r.status_code == 201, r.text
+    link = r.json()
+    assert link["method"] == "PUT" and "X-Amz-Signature" in link["put_url"]
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((3 * 22_050, 1), np.float32), 22_050, format="FLAC")
+    put = httpx.put(link["put_url"], content=buf.getvalue(), headers={"Content-Type": link["content_type"]}, timeout=30)
+    assert put.status_code == 200, put.text
+    done = httpx.post(s3_app["base_url"] + f"/v1/uploads/{link['upload_id']}/complete", headers=auth, timeout=60)
+    assert done.status_code == 201, done.text
+    up = done.json()
+    assert (up["sample_rate"], up["channels"], up["original"]["sample_rate"]) == (48_000, 2, 22_050)
+    s3 = s3_server.client()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_server.bucket, Prefix="uploads/")["Contents"]]
+    assert sorted(k.rsplit("/", 1)[1] for k in keys if link["upload_id"] in k) == ["audio.flac", "upload.json"]
+    # A PUT that is not audio is refused when completed, and leaves nothing behind.
+    r = httpx.post(s3_app["base_url"] + "/v1/uploads/presign", headers=auth, timeout=30).json()
+    httpx.put(r["put_url"], content=b"not audio" * 100, headers={"Content-Type": r["content_type"]}, timeout=30)
+    bad = httpx.post(s3_app["base_url"] + f"/v1/uploads/{r['upload_id']}/complete", headers=auth, timeout=30)
+    assert bad.status_code == 422 and bad.json()["message"].startswith("file: ")
+    listed = s3.list_objects_v2(Bucket=s3_server.bucket, Prefix="uploads/").get("Contents", [])
+    assert not [o for o in listed if r["upload_id"] in o["Key"]]

@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployments.audio_codec import CODECS
-from deployments.protocol import CoverRequest, CoverResult, MusicRequest, MusicResult, Written, resolve_seed
+from deployments.protocol import (
+    BASE_ONLY_TASKS,
+    EDIT_TASKS,
+    TRACK_NAMES,
+    CoverRequest,
+    CoverResult,
+    MusicCapabilities,
+    MusicRequest,
+    MusicResult,
+    Written,
+    resolve_seed,
+    take_seed,
+)
 from serve_app.storage import ObjectInfo, ObjectNotFound, ObjectStore
 
 SAMPLE_RATE = 48_000
@@ -50,6 +62,7 @@ class FakeModels:
         self.music_requests: list[MusicRequest] = []
         self.seeds: dict[str, int | None] = {}  # the seed each LLM call was given
         self.ready_error: BaseException | None = None
+        self.base_model = False  # True: a non-turbo checkpoint (extract, lego, complete allowed)
 
     def gate(self, name: str) -> Gate:
         return self.gates.setdefault(name, Gate())
@@ -111,12 +124,20 @@ class FakeModels:
             raise self.failures["music:result"]
         n = int(round(req.duration_s * SAMPLE_RATE))
         codec = CODECS[req.audio_format]
-        yield "result", MusicResult(
-            audio=b"RIFF" + bytes(16), audio_format=req.audio_format, extension=codec.extension,
-            content_type=codec.content_type, sample_rate=SAMPLE_RATE, channels=2, num_samples=n,
-            duration_s=n / SAMPLE_RATE, seed=resolve_seed(req.seed), steps=req.steps or 8,
-            guidance_scale=req.guidance_scale or 1.0, model="fake-music", started_at=t0, finished_at=time.time(),
-        )
+        seed = resolve_seed(req.seed)
+        for k in range(req.takes):
+            yield "result", MusicResult(
+                audio=b"RIFF" + bytes(16) + bytes([k]), audio_format=req.audio_format, extension=codec.extension,
+                content_type=codec.content_type, sample_rate=SAMPLE_RATE, channels=2, num_samples=n,
+                duration_s=n / SAMPLE_RATE, seed=take_seed(seed, k), steps=req.steps or 8,
+                guidance_scale=req.guidance_scale or 1.0, model="fake-music", started_at=t0, finished_at=time.time(),
+                take=k, task=req.task,
+            )
+
+    async def music_capabilities(self) -> MusicCapabilities:
+        tasks = ["text2music", *(t for t in EDIT_TASKS if self.base_model or t not in BASE_ONLY_TASKS)]
+        return MusicCapabilities(model="fake-music", is_turbo=not self.base_model, sample_rate=SAMPLE_RATE,
+                                 tasks=tasks, track_names=list(TRACK_NAMES))
 
     def probes(self) -> dict[str, Any]:
         async def ready() -> str:
@@ -202,7 +223,8 @@ class FakeStack:
 def fake_services(db_path, *, store: ObjectStore | None = None, models: FakeModels | None = None,
                   concurrency: int = 4, max_queued: int = 100, song_timeout_s: float = 30.0,
                   rate_limit=None, links=None, max_attempts: int = 3, clock=None,
-                  heartbeat_s: float = 0.05, lease_s: float = 15.0, allow_private_webhooks: bool = True) -> FakeStack:
+                  heartbeat_s: float = 0.05, lease_s: float = 15.0, allow_private_webhooks: bool = True,
+                  max_upload_bytes: int = 8 * 1024 * 1024) -> FakeStack:
     """The production wiring (serve_app.ingress) with fake models and storage and a real SQLite
     job store. Call `start()` on the runner inside the test's event loop to run songs."""
     import functools
@@ -240,5 +262,6 @@ def fake_services(db_path, *, store: ObjectStore | None = None, models: FakeMode
         probes={**models.probes(), "storage": storage_ready, "jobs": jobs_ready},
         url_guard=guard, url_ttl_s=600, song_timeout_s=song_timeout_s, health_timeout_s=2.0,
         max_body_bytes=64 * 1024, rate_limit=rate_limit, links=links,
+        music_capabilities=models.music_capabilities, max_upload_bytes=max_upload_bytes,
     )
     return FakeStack(services, models, store, jobs, runner, composer)

@@ -1,10 +1,10 @@
-"""Song jobs: submit, list, read, cancel."""
+"""Song jobs: submit, list (filtered), read, cancel, delete, and a song's edits."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from serve_app.api.deps import JobId, Owner, Svc, off_loop
@@ -12,6 +12,8 @@ from serve_app.api.errors import JobNotFound
 from serve_app.api.schemas import SongCreate, SongJobList, SongJobPublic
 from serve_app.api.submit import submit
 from serve_app.api.views import job_public
+from serve_app.songs import layout
+from serve_app.vocabulary import JobStatus, SongModeName
 
 router = APIRouter(prefix="/v1/songs", tags=["songs"])
 
@@ -42,9 +44,13 @@ async def list_songs(
     owner: Owner,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")] = None,
+    status: Annotated[list[JobStatus] | None, Query(description="Only these statuses (repeat the parameter).")] = None,
+    mode: Annotated[list[SongModeName] | None,
+                    Query(description="Only these kinds: description, lyrics, described_lyrics, or an edit task.")] = None,
 ) -> SongJobList:
-    """Your jobs, newest first."""
-    jobs, next_cursor = await off_loop(svc.jobs.list, owner, limit=limit, before=cursor)
+    """Your songs, newest first (deleted ones never)."""
+    jobs, next_cursor = await off_loop(svc.jobs.list, owner, limit=limit, before=cursor, statuses=status or (),
+                                       modes=mode or ())
     return SongJobList(items=[await job_public(j, request, svc) for j in jobs], next_cursor=next_cursor)
 
 
@@ -66,3 +72,32 @@ async def cancel_song(job_id: JobId, request: Request, svc: Svc, owner: Owner) -
     svc.runner.cancel_local(job_id)
     svc.webhooks.wake()
     return await job_public(job, request, svc)
+
+
+@router.delete("/{job_id}", status_code=204, operation_id="delete_song")
+async def delete_song(job_id: JobId, svc: Svc, owner: Owner) -> Response:
+    """Remove the song's objects and its record. A queued or running song is cancelled first.
+    Deleting again answers 204 too; another token's song is a 404. Edits made from it stay."""
+    job = await off_loop(svc.jobs.mark_deleted, job_id, owner)
+    if job is None:
+        raise JobNotFound()
+    svc.runner.cancel_local(job_id)
+    svc.webhooks.wake()
+    await svc.store.delete_prefix(layout.song_folder(svc.key_prefix, job_id))
+    return Response(status_code=204)
+
+
+@router.get("/{job_id}/edits", response_model=SongJobList, operation_id="list_song_edits")
+async def list_edits(
+    job_id: JobId,
+    request: Request,
+    svc: Svc,
+    owner: Owner,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> SongJobList:
+    """The songs made from this one (covers, repaints, extensions, ...), newest first."""
+    if await off_loop(svc.jobs.get, job_id, owner) is None:
+        raise JobNotFound()
+    jobs, next_cursor = await off_loop(svc.jobs.list, owner, limit=limit, before=cursor, parent_id=job_id)
+    return SongJobList(items=[await job_public(j, request, svc) for j in jobs], next_cursor=next_cursor)
