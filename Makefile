@@ -8,7 +8,7 @@ export RAY_AUTH_MODE ?= disabled
 export HF_HUB_OFFLINE ?= 1
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: setup kits serve test test-fast bench clean
+.PHONY: setup kits browser serve test test-fast bench clean
 
 setup: $(STAMP) kits
 
@@ -33,9 +33,14 @@ kits: $(STAMP)
 serve: setup
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m serve_app.local_run $(SERVE_ARGS) configs/dev.yaml
 
-# The S3 and PostgreSQL tests start real servers; a missing binary fails them instead of skipping.
-test: setup
-	REQUIRE_S3_TESTS=1 REQUIRE_PG_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+# The studio's browser test drives Debian's chromium through Playwright (never `playwright install`:
+# it downloads a browser). Installed with apt when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# The S3, PostgreSQL and browser tests start real servers; a missing binary fails them instead of skipping.
+test: setup browser
+	REQUIRE_S3_TESTS=1 REQUIRE_PG_TESTS=1 REQUIRE_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The unit tier: routes, composer, runner and Serve plumbing over fakes, configs; no servers, no models.
 test-fast: setup
