@@ -30,6 +30,9 @@ def create_api(svc: Services) -> FastAPI:
     api = FastAPI(
         title="Songsmith music generation API",
         version=API_VERSION,
+        # Operation ids are the route functions' names (`create_song`, `get_song`, ...): stable
+        # across FastAPI versions and readable as generated SDK method names.
+        generate_unique_id_function=lambda route: route.name,
         description="Describe a song (or give tags and lyrics); get audio, cover art, title and categories. "
         "All endpoints except /health need `Authorization: Bearer <token>`.",
     )

@@ -141,7 +141,13 @@ class EditCreate(BaseModel):
 
     Tags and lyrics default to the source song's (an upload has none: give `prompt`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"task": "repaint", "source": {"song_id": "0123456789abcdef0123456789abcdef", "take": 0},
+         "repaint_start_s": 20, "repaint_end_s": 35},
+        {"task": "extend", "source": {"song_id": "0123456789abcdef0123456789abcdef"}, "extend_s": 30},
+        {"task": "cover", "source": {"upload_id": "fedcba9876543210fedcba9876543210"},
+         "prompt": "jazz, brushed drums", "cover_strength": 0.6},
+    ]})
 
     task: EditTaskName = Field(description="cover, repaint, extend; extract, lego, complete need a base checkpoint.")
     source: SongSource
@@ -286,6 +292,13 @@ BODY_MODES: dict[type[SongOptions], SongMode] = {body: mode for mode, body in MO
 class SongCreate(SongOptions):
     """One body for every mode: a description; tags + lyrics; tags + a lyrics description; or
     tags alone with `instrumental: true`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"full_described_song": "an upbeat synthwave song about driving at night", "audio_duration": 60},
+        {"prompt": "lofi, piano, rain", "lyrics": "[verse]\nrain on the window", "audio_duration": 30,
+         "variations": 2, "bpm": 80, "keyscale": "A minor"},
+        {"prompt": "folk, acoustic guitar", "described_lyrics": "a dog who surfs", "audio_format": "mp3"},
+    ]})
 
     full_described_song: str | None = Field(
         default=None, min_length=1, max_length=MAX_DESCRIPTION_CHARS,

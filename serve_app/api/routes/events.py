@@ -29,7 +29,7 @@ def is_end(event: Event) -> bool:
     return event.type == "status" and event.data.get("status") in TERMINAL_STATUSES
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse,
+@router.get("/{job_id}/events", response_class=StreamingResponse, operation_id="stream_song_events",
             responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
 async def song_events(
     job_id: JobId,

@@ -13,7 +13,7 @@ from serve_app.storage import LinkInvalid
 router = APIRouter(tags=["files"])
 
 
-@router.get("/files/{key:path}")
+@router.get("/files/{key:path}", operation_id="download_file")
 async def download(
     key: str,
     svc: Svc,
