@@ -3,6 +3,35 @@
 LLM output is untrusted: small models add preambles, forget section tags, loop, or answer in prose.
 Everything here is pure Python so it is tested without a model, and every parser falls back to
 something usable built from the request itself.
+
+Lyrics contract (held by tests/unit/deployments/test_lyrics_properties.py):
+
+* Section tags. A line that is *only* a section marker, in any usual spelling ("[Verse 1]",
+  "(Chorus)", "Chorus:", "**Bridge**", "## Outro", "[pre-chorus]", "[Chorus x2]",
+  "[Verse 2: Artist]"), becomes the canonical tag "[verse]", "[chorus]", "[bridge]", "[intro]",
+  "[outro]" or "[pre-chorus]". A line that only *begins* with a section word and goes on with
+  other words ("Bridge over troubled water", "Chorus girls are dancing") is a lyric line.
+* User lyrics (`normalize_user_lyrics`) are sung as written: every non-tag line comes out
+  character for character and in order. The only edits are: Unicode NFC, CR LF -> LF, control
+  characters other than tab and a leading byte-order mark removed, each line trimmed, runs of
+  blank lines collapsed to one. Tags are repaired as above; lines before the first tag get "[verse]"; text with no tags
+  at all gets the default structure tags on its blank-line stanzas (verse/chorus/...). User
+  lines are never wrapped, unwrapped, unquoted or de-bulleted.
+* LLM answers (`parse_lyrics`) keep every lyric line, in order, with its words. What may go:
+  preamble lines before the lyrics ("Sure! Here is a song about the sea:", "Title: ...", a
+  markdown heading or a bold title line), commentary after the last lyric and the last tag ("I hope you enjoy...",
+  "Note: ..."), code fences, markdown around tags, bullets and whole-line emphasis or quotes
+  around a line, punctuation-only separator lines, parenthesised stage directions made only of
+  direction words ("(laughs)", "(x2)"), and degenerate loops (a line more than 4 times in a row
+  is cut to 2; a stanza seen more than 4 times keeps its first 4). A truncated answer loses only
+  its last, cut-off line (a one-line answer: only its unfinished last clause). Caps
+  (MAX_LYRIC_LINES, MAX_LYRIC_CHARS) cut the end, never the middle. The canned fallback is used
+  only when no lyric line is left.
+* Wrapping (`wrap_line`, LLM lines only): a line over 64 characters is cut only at a run of
+  spaces or right after punctuation; without spaces (Chinese, Japanese) only after punctuation
+  such as ，。！？、；：… next to CJK text, never mid-word. Pieces keep every character in order:
+  joined with the removed spaces (or nothing, after punctuation) they give the line back. A line
+  with no such place stays whole.
 """
 
 from __future__ import annotations
@@ -38,12 +67,6 @@ _SECTION_ALIASES = {
     "coda": "outro",
     "ending": "outro",
 }
-# A line that is only a section marker: "[Verse 1]", "**Chorus:**", "(Bridge)", "Verse 2 -", "## Outro".
-_SECTION_LINE = re.compile(
-    r"^\s*(?:#+\s*)?[\[\(\*_]*\s*(?P<name>pre[\s-]?chorus|post-chorus|verse|chorus|refrain|hook|bridge|"
-    r"intro|outro|interlude|breakdown|coda|ending)\b[^\]\)\n]{0,20}?[\]\)\*_:\-–.\s]*$",
-    re.IGNORECASE,
-)
 _VOCAL_WORDS = re.compile(
     r"\b(vocals?|voice|singer|singing|sung|rap|rapper|rapping|choir|a cappella|acapella|vocalist|"
     r"male|female|duet|humming)\b",
@@ -52,11 +75,6 @@ _VOCAL_WORDS = re.compile(
 _PREAMBLE = re.compile(
     r"^\s*(sure|okay|ok|certainly|of course|here(?:'s| is| are)|below|as requested|i (?:have|'ve)|"
     r"this song|these are|tags?\s*:|lyrics?\s*:|song lyrics|the lyrics)\b",
-    re.IGNORECASE,
-)
-_COMMENTARY = re.compile(
-    r"^\s*(note|explanation|i hope|hope you|feel free|let me know|this song|these lyrics|the song|"
-    r"in this song|enjoy|\(?end\)?$)",
     re.IGNORECASE,
 )
 _BPM = re.compile(r"\b(\d{2,3})\s*bpm\b", re.IGNORECASE)
@@ -246,6 +264,93 @@ def normalize_user_tags(prompt: str, instrumental: bool) -> list[str]:
 # ---------------------------------------------------------------- lyrics
 
 
+# A section marker line: the name, then optional numbering/repeat marks ("1", "II", "x2", "(repeat)").
+_SECTION_NAME = (
+    r"(?P<name>pre[\s-]?chorus|post[\s-]?chorus|verse|chorus|refrain|hook|bridge|intro|outro|interlude|"
+    r"breakdown|coda|ending)(?![^\W\d_])"
+)
+_SECTION_QUAL = (
+    r"(?:\s*(?:#?\d+|[ivx]{1,4}|one|two|three|four|five|six|first|second|third|fourth|final|last|again|"
+    r"repeat|reprise|[x×]\s*\d+|\d+\s*[x×]|\(\s*(?:[x×]\s*\d+|\d+\s*[x×]|repeat|again|\d+)\s*\))(?![^\W\d_]))*"
+)
+_SECTION_LINE = re.compile(
+    r"^(?:#{1,6}\s*)?(?P<em>\*\*|\*|__|_)?\s*(?:"
+    rf"\[\s*(?:\*\*|\*)?\s*{_SECTION_NAME}{_SECTION_QUAL}(?:\s*[:\-–—]\s*[^\[\]]{{0,40}}?)?\s*(?:\*\*|\*)?\s*\]"
+    rf"|\(\s*{_SECTION_NAME.replace('name', 'name2')}{_SECTION_QUAL}(?:\s*[:\-–—]\s*[^()]{{0,40}}?)?\s*\)"
+    rf"|[{{<]\s*{_SECTION_NAME.replace('name', 'name3')}{_SECTION_QUAL}\s*[}}>]"
+    rf"|{_SECTION_NAME.replace('name', 'name4')}{_SECTION_QUAL}"
+    r")\s*[:\-–—.]?\s*(?(em)(?:\*\*|\*|__|_))\s*[:\-–—.]?\s*$",
+    re.IGNORECASE,
+)
+_SECTION_ALIASES = {
+    "verse": "verse",
+    "chorus": "chorus",
+    "refrain": "chorus",
+    "hook": "chorus",
+    "post-chorus": "chorus",
+    "postchorus": "chorus",
+    "bridge": "bridge",
+    "interlude": "bridge",
+    "breakdown": "bridge",
+    "intro": "intro",
+    "outro": "outro",
+    "coda": "outro",
+    "ending": "outro",
+    "pre-chorus": "pre-chorus",
+    "prechorus": "pre-chorus",
+}
+# Preamble: only looked for before the first lyric line of an LLM answer.
+_LYRICS_PREAMBLE = re.compile(
+    r"^(?:"
+    r"(?:sure|okay|ok|certainly|of\s+course|absolutely|alright|all\s+right|great|here\s+you\s+go|no\s+problem)"
+    r"\s*[!.,:]*\s*$"
+    r"|(?:sure|okay|ok|certainly|of\s+course|absolutely|alright|great|no\s+problem)\b\W*(?:here|below|"
+    r"i(?:'ve|’ve|\s+have)\s+(?:written|composed|created|crafted|made|come)|i\s+(?:wrote|composed|created|crafted)|"
+    r"this\s+is|these\s+are)\b"
+    r"|here(?:'s|’s|\s+is|\s+are)\s+(?:a|an|the|some|my|your)\b.*\b(?:songs?|lyrics?|verses?|poem|version|draft|"
+    r"attempt|take)\b"
+    r"|(?:below|above)\s+(?:is|are)\b"
+    r"|as\s+requested\b"
+    r"|i(?:'ve|’ve|\s+have)\s+(?:written|composed|created|crafted|come\s+up\s+with)\b"
+    r"|i\s+(?:wrote|composed|created|crafted)\s+(?:a|an|the|some|you)\b.*\b(?:songs?|lyrics?|poem)\b"
+    r"|(?:song\s+)?(?:lyrics?|title|tags?)\s*[:\-–]"
+    r"|#{1,6}\s.*"
+    r"|.*\b(?:songs?|lyrics?|poem)\b.*:\s*$"
+    r")",
+    re.IGNORECASE,
+)
+# Commentary: only looked for after the last tag and the first lyric line of an LLM answer.
+_LYRICS_COMMENTARY = re.compile(
+    r"^(?:"
+    r"(?:\*\*)?(?:notes?|explanation|translation|rhyme\s+scheme|structure|word\s+count|chords?)\s*(?:\*\*)?\s*[:\-–]"
+    r"|(?:i\s+)?hope\s+(?:you|this|these|that|it)\b.*\b(?:enjoy|enjoyed|like|liked|helps|help|works|fits|suits|"
+    r"meets|resonates|captures)\b"
+    r"|feel\s+free\b"
+    r"|let\s+me\s+know\s+if\s+(?:you(?:'d|’d|\s+would)?\s+(?:like|want)|there|this|any)\b"
+    r"|(?:if\s+you(?:'d|’d|\s+would)\s+like|would\s+you\s+like|do\s+you\s+want|want\s+me\s+to)\b"
+    r"|enjoy\s*[!.]*$"
+    r"|enjoy\s+(?:the|this|your|these|my)\s+(?:song|lyrics|tune|track|piece)\b"
+    r"|(?:this|the|these|in\s+this|my)\s+(?:song|lyrics?|piece|track)\s+(?:captures?|explores?|tells?|describes?|"
+    r"conveys?|reflects?|celebrates?|uses?|features?|(?:is|are)\s+(?:about|meant|written|designed|inspired)|"
+    r"was\s+(?:written|inspired)|should)\b"
+    r"|\(?\s*(?:the\s+)?end(?:\s+of\s+(?:the\s+)?(?:song|lyrics))?\s*\)?[.!]*$"
+    r")",
+    re.IGNORECASE,
+)
+# Stage directions: a parenthesised line made only of these words is not sung.
+_DIRECTION_LINE = re.compile(
+    r"^\(\s*(?:(?:softly|gently|quietly|loudly|slowly|spoken|whisper(?:s|ed|ing)?|laugh(?:s|ing)?|sigh(?:s|ing)?|"
+    r"hum(?:s|ming)?|breath(?:e|es|ing)?|pause|silence|instrumental(?:\s+break)?|(?:guitar\s+|piano\s+|sax\s+|"
+    r"drum\s+)?solo|fades?(?:\s+out)?|repeat(?:\s+(?:chorus|verse))?|x\s*\d+|\d+\s*x|music|beat\s+drops?|"
+    r"applause|clapping|cheering|ad[\s-]?libs?)\s*[,.!;]?\s*)+\)$",
+    re.IGNORECASE,
+)
+
+WRAP_WIDTH = 64
+# Places a line with no space there may still be wrapped: right after these, next to CJK text.
+_WRAP_PUNCT = frozenset(",.!?;:…‥，。！？、；：」』）】》〉〕〗～")
+
+
 @dataclass
 class Section:
     name: str
@@ -253,66 +358,62 @@ class Section:
 
 
 def _section_name(line: str) -> str | None:
-    m = _SECTION_LINE.match(line)
+    """The canonical section name when the whole line is a section marker, else None."""
+    m = _SECTION_LINE.match(line.strip())
     if not m:
         return None
-    name = m.group("name").lower().replace("  ", " ")
-    return _SECTION_ALIASES.get(name, _SECTION_ALIASES.get(name.replace("-", " "), "verse"))
+    name = next(g for g in (m.group("name"), m.group("name2"), m.group("name3"), m.group("name4")) if g)
+    return _SECTION_ALIASES.get(re.sub(r"[\s-]+", "-", name.lower()), "verse")
 
 
-def _split_sections(text: str) -> tuple[list[Section], bool]:
-    """Sections from the text; the flag says whether the model marked any itself."""
-    sections: list[Section] = []
-    marked = False
-    current: Section | None = None
-    for raw in text.split("\n"):
-        name = _section_name(_strip_md(raw)) if raw.strip() else None
-        if name:
-            marked = True
-            current = Section(name, [])
-            sections.append(current)
-            continue
-        line = _strip_md(raw)
-        if not line:
-            if current is not None and current.lines and not marked:
-                current = None  # a blank line ends an unmarked stanza
-            continue
-        if current is None:
-            current = Section("", [])
-            sections.append(current)
-        current.lines.append(line)
-    return [s for s in sections if s.lines], marked
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return (0x3040 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF
+            or 0xF900 <= o <= 0xFAFF or 0xAC00 <= o <= 0xD7AF or 0xFF66 <= o <= 0xFF9F)
 
 
-def _is_lyric_line(line: str) -> bool:
-    if _PREAMBLE.match(line) or _COMMENTARY.match(line):
-        return False
-    if re.fullmatch(r"\(.*\)", line):  # stage directions: "(laughs)", "(softly)"
-        return False
-    if re.match(r"^\s*title\s*:", line, re.IGNORECASE):
-        return False
-    return bool(re.search(r"\w", line))
+def _wrap_points(s: str) -> list[tuple[int, int, bool]]:
+    """(piece end, rest start, after punctuation) for every place `s` may be wrapped."""
+    points = [(m.start(), m.end(), s[m.start() - 1] in _WRAP_PUNCT)
+              for m in re.finditer(r"\s+", s) if 0 < m.start() and m.end() < len(s)]
+    for i in range(len(s) - 1):
+        c, nxt = s[i], s[i + 1]
+        if c in _WRAP_PUNCT and not nxt.isspace() and nxt not in _WRAP_PUNCT and (
+                _is_cjk(nxt) or (i > 0 and _is_cjk(s[i - 1]))):
+            points.append((i + 1, i + 1, True))
+    return sorted(points)
 
 
-def _singable(line: str, width: int = 64) -> list[str]:
-    """Prose sentences become lyric lines: split long lines at punctuation, then at spaces."""
-    if len(line) <= width:
-        return [line]
-    out, cur = [], ""
-    for piece in re.split(r"(?<=[,.;!?…])\s+", line):
-        while len(piece) > width:
-            cut = piece.rfind(" ", 0, width)
-            cut = cut if cut > width // 3 else width
-            out.append(piece[:cut].strip())
-            piece = piece[cut:].strip()
-        if cur and len(cur) + 1 + len(piece) > width:
-            out.append(cur)
-            cur = piece
-        else:
-            cur = f"{cur} {piece}".strip()
-    if cur:
-        out.append(cur)
-    return [ln.rstrip(",;") for ln in out if ln]
+def wrap_line(line: str, width: int = WRAP_WIDTH) -> list[str]:
+    """A long line as singable pieces, cut at spaces or after punctuation only (see the module doc)."""
+    pieces: list[str] = []
+    rest = line
+    while len(rest) > width:
+        points = _wrap_points(rest)
+        fit = [p for p in points if p[0] <= width]
+        at_punct = [p for p in fit if p[2] and p[0] >= width // 3]
+        pick = (at_punct or fit or points[:1])
+        if not pick:
+            break  # no space and no punctuation: the line stays whole rather than lose a word
+        end, start, _ = pick[-1]
+        pieces.append(rest[:end])
+        rest = rest[start:]
+    pieces.append(rest)
+    return pieces
+
+
+def _has_words(line: str) -> bool:
+    return any(unicodedata.category(c)[0] in "LN" or unicodedata.category(c) == "So" for c in line)
+
+
+def _unwrap_llm_line(line: str) -> str:
+    """Markup an LLM puts around a whole line: a bullet, emphasis, quotes. Words are untouched."""
+    s = re.sub(r"^(?:[-•*>]|\d{1,2}[.)])\s+", "", line.strip())
+    if m := re.fullmatch(r"(\*\*|__|\*|_)(.+?)\1", s):
+        s = m.group(2).strip()
+    if m := re.fullmatch(r'"([^"]+)"|“([^“”]+)”', s):
+        s = (m.group(1) or m.group(2)).strip()
+    return s
 
 
 def _label_unmarked(sections: list[Section]) -> None:
@@ -346,64 +447,152 @@ def fallback_lyrics(subject: str) -> str:
     )
 
 
+def _drop_cut_line(lines: list[str]) -> list[str]:
+    """A truncated answer: its last line was cut mid-word (one line: its unfinished last clause)."""
+    kept = [i for i, ln in enumerate(lines) if ln.strip()]
+    if len(kept) > 1:
+        return lines[: kept[-1]]
+    if kept:
+        return [re.sub(r"(?<=[.!?,;…。！？，；、])[^.!?,;…。！？，；、]*$", "", lines[kept[0]])]
+    return lines
+
+
+def _llm_items(text: str, truncated: bool) -> list[tuple[str, str]]:
+    """The answer as ("tag", name) / ("text", line) / ("blank", "") items, preamble and postscript gone."""
+    titles: set[int] = set()  # a whole line in bold: a title when it opens the answer
+    lines = text.split("\n")
+    if truncated:
+        lines = _drop_cut_line(lines)
+    items: list[tuple[str, str]] = []
+    for raw in lines:
+        s = raw.strip()
+        if re.match(r"^(?:```|~~~)", s):
+            continue  # code fences
+        line = _unwrap_llm_line(s)
+        name = (_section_name(s) or _section_name(line)) if s else None
+        if name:
+            items.append(("tag", name))
+        elif not _has_words(line):
+            items.append(("blank", ""))
+        else:
+            if re.fullmatch(r"(\*\*|__)[^*_]+\1", s):
+                titles.add(len(items))
+            items.append(("text", line))
+    # Preamble: lines before the first tag or lyric line that introduce the answer.
+    k = 0
+    while k < len(items) and items[k][0] != "tag":
+        if items[k][0] == "text":
+            if not (k in titles or _LYRICS_PREAMBLE.match(items[k][1]) or _LYRICS_COMMENTARY.match(items[k][1])):
+                break
+            items[k] = ("blank", "")
+        k += 1
+    # Postscript: from the first commentary line after the lyrics began and after the last tag.
+    first = next((i for i, it in enumerate(items) if it[0] == "text"), len(items))
+    last_tag = max((i for i, it in enumerate(items) if it[0] == "tag"), default=-1)
+    for i in range(max(first + 1, last_tag + 1), len(items)):
+        if items[i][0] == "text" and _LYRICS_COMMENTARY.match(items[i][1]):
+            items = items[:i]
+            break
+    return items
+
+
+def _collapse_loops(lines: list[str], run: int = 4, keep: int = 2) -> list[str]:
+    """A line repeated more than `run` times in a row is a model loop: keep `keep` copies of it."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        j = i
+        while j < len(lines) and lines[j].lower() == lines[i].lower():
+            j += 1
+        out += lines[i:j] if j - i <= run else lines[i : i + keep]
+        i = j
+    return out
+
+
 def parse_lyrics(text: str, subject: str = "", truncated: bool = False) -> str:
     """Sectioned lyrics ([verse]/[chorus]/[bridge]...) out of the model's answer, or a fallback."""
-    text = _clean_text(text)
-    if truncated:  # the budget cut the last line (or sentence) mid-word
-        text = text.rsplit("\n", 1)[0] if "\n" in text else re.sub(r"(?<=[.!?,;])[^.!?,;]*$", "", text)
-    sections, marked = _split_sections(text)
-    # Drop preamble/commentary lines and stop at the first commentary after lyrics started.
-    cleaned: list[Section] = []
-    for s in sections:
-        lines = [part for ln in s.lines if _is_lyric_line(ln) for part in _singable(ln)]
-        # Collapse loops: a line may repeat at most twice in a row.
-        out: list[str] = []
-        for ln in lines:
-            if len(out) >= 2 and out[-1].lower() == ln.lower() == out[-2].lower():
-                continue
-            out.append(ln)
-        if out:
-            cleaned.append(Section(s.name, out))
+    sections: list[Section] = []
+    current: Section | None = None
+    marked = False
+    for kind, value in _llm_items(_clean_text(text), truncated):
+        if kind == "tag":
+            marked = True
+            current = Section(value, [])
+            sections.append(current)
+        elif kind == "blank":
+            if current is not None and current.lines and not marked:
+                current = None  # a blank line ends an unmarked stanza
+        elif not _DIRECTION_LINE.match(value):
+            if current is None:
+                current = Section("", [])
+                sections.append(current)
+            current.lines += wrap_line(value)
+    cleaned = [Section(s.name, _collapse_loops(s.lines)) for s in sections if s.lines]
+    if not cleaned:
+        return fallback_lyrics(subject)
     if not marked and len(cleaned) == 1 and len(cleaned[0].lines) >= 4:
         n = len(cleaned[0].lines)  # one unbroken block: cut it into stanzas so it gets a chorus
         cleaned = _chunk(cleaned[0].lines, 4 if n > 8 else (n + 1) // 2)
     _label_unmarked(cleaned)
-    # A stanza repeated more than twice is a loop, not a chorus.
+    # A stanza seen more than 4 times is a loop, not a chorus.
     seen: dict[str, int] = {}
     final: list[Section] = []
     for s in cleaned:
         key = "\n".join(s.lines).lower()
         seen[key] = seen.get(key, 0) + 1
-        if seen[key] <= 2:
+        if seen[key] <= 4:
             final.append(s)
-    total = sum(len(s.lines) for s in final)
-    if total < 4 or len({ln.lower() for s in final for ln in s.lines}) < 3:
-        return fallback_lyrics(subject)
     if not any(s.name == "chorus" for s in final) and len(final) > 1:
         final[1].name = "chorus"
     out_lines: list[str] = []
     for s in final:
-        if len(out_lines) + len(s.lines) + 1 > MAX_LYRIC_LINES:
-            break
-        out_lines += [f"[{s.name}]", *s.lines, ""]
+        room = MAX_LYRIC_LINES - len(out_lines) - 1
+        if len(s.lines) > room and (out_lines or room <= 0):
+            break  # the caps cut whole sections off the end
+        out_lines += [f"[{s.name}]", *s.lines[:room], ""]
     lyrics = "\n".join(out_lines).strip()
     if len(lyrics) > MAX_LYRIC_CHARS:
         lyrics = lyrics[:MAX_LYRIC_CHARS].rsplit("\n", 1)[0]
     return lyrics
 
 
+def _clean_user_text(text: str) -> str:
+    """NFC, one kind of newline, no control characters: nothing a user can see is removed."""
+    text = unicodedata.normalize("NFC", text or "").lstrip("\ufeff")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", text)
+
+
 def normalize_user_lyrics(lyrics: str) -> str:
-    """A user's own lyrics: keep their words, repair the section tags ACE-Step expects."""
-    text = _clean_text(lyrics)
-    sections, marked = _split_sections(text)
-    if not sections:
-        return ""
+    """A user's own lyrics, sung as written: only the section tags are repaired (see the module doc)."""
+    lines = [ln.strip() for ln in _clean_user_text(lyrics).split("\n")]
+    names = [_section_name(ln) if ln else None for ln in lines]
+    if not any(ln and not name for ln, name in zip(lines, names)):
+        return ""  # no words to sing
+    sections: list[Section] = []
+    current: Section | None = None
+    marked = any(names)
+    for line, name in zip(lines, names):
+        if name:
+            current = Section(name, [])
+            sections.append(current)
+        elif not line:
+            if current is not None and current.lines and current.lines[-1]:
+                if marked:
+                    current.lines.append("")  # a stanza break inside a tagged section
+                else:
+                    current = None  # a blank line ends an unmarked stanza
+        else:
+            if current is None:
+                current = Section("verse" if marked else "", [])
+                sections.append(current)
+            current.lines.append(line)
+    for s in sections:
+        while s.lines and not s.lines[-1]:
+            s.lines.pop()
     if not marked:
         _label_unmarked(sections)
-    else:
-        for s in sections:
-            s.name = s.name or "verse"
-    return "\n\n".join(f"[{s.name}]\n" + "\n".join(s.lines) for s in sections)
+    return "\n\n".join("\n".join([f"[{s.name}]", *s.lines]) for s in sections)
 
 
 # ---------------------------------------------------------------- title and categories
@@ -458,11 +647,11 @@ def guess_language(text: str) -> str:
     counts = {"zh": 0, "ja": 0, "ko": 0, "ru": 0, "ar": 0, "hi": 0}
     for ch in text:
         o = ord(ch)
-        if 0x3040 <= o <= 0x30FF:
+        if 0x3040 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF or 0xFF66 <= o <= 0xFF9F:  # kana
             counts["ja"] += 1
-        elif 0x4E00 <= o <= 0x9FFF:
+        elif 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF:
             counts["zh"] += 1
-        elif 0xAC00 <= o <= 0xD7AF:
+        elif 0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
             counts["ko"] += 1
         elif 0x0400 <= o <= 0x04FF:
             counts["ru"] += 1
