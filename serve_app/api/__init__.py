@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from serve_app.api import errors
 from serve_app.api.deps import Services
 from serve_app.api.guards import install_guards
-from serve_app.api.routes import edits, events, files, generate, service, songs, uploads
+from serve_app.api.routes import edits, events, files, generate, service, songs, studio, uploads
 
 API_VERSION = "0.2.0"
 
@@ -40,7 +40,8 @@ def create_api(svc: Services) -> FastAPI:
     install_guards(api, max_body_bytes=svc.max_body_bytes, rate_limit=svc.rate_limit, tokens=svc.tokens,
                    upload_max_bytes=svc.max_upload_bytes)
     errors.install(api)
-    for router in (service.router, generate.router, songs.router, edits.router, uploads.router, events.router):
+    for router in (service.router, generate.router, songs.router, edits.router, uploads.router, events.router,
+                   studio.router):
         api.include_router(router)
     if svc.links is not None:
         api.include_router(files.router)
