@@ -179,6 +179,7 @@ class MusicCapabilities:
     tasks: list[str]
     track_names: list[str]
     max_takes: int = MAX_TAKES
+    unavailable: dict[str, str] = field(default_factory=dict)  # task -> why this checkpoint cannot run it
 
 
 # -- covers (SDXL) --

@@ -79,10 +79,12 @@ async def create_edit(
     """Queue an edit; answers 202 with the new song's job (its id is the new song's id)."""
     caps = await capabilities(svc)
     if caps is not None and body.task not in caps.tasks:
-        needs = ("a base (non-turbo) ACE-Step 1.5 checkpoint (set music.engine.model to one, e.g. "
-                 "ACE-Step/acestep-v15-base)" if body.task in BASE_ONLY_TASKS else "a model that supports it")
-        raise FieldInvalid("task", f"{body.task!r} needs {needs}; this server's music model does "
-                                   f"{', '.join(caps.tasks)}")
+        if body.task in BASE_ONLY_TASKS and caps.is_turbo:
+            why = ("needs a base (non-turbo) ACE-Step 1.5 checkpoint (set music.engine.model to one, e.g. "
+                   "ACE-Step/acestep-v15-base)")
+        else:
+            why = caps.unavailable.get(body.task) or "is not supported by this server's music model"
+        raise FieldInvalid("task", f"{body.task!r} {why}; this server's music model does {', '.join(caps.tasks)}")
     source = await resolve_source(svc, owner, body)
     check_against_source(body, source)
     request_body = body.model_dump(exclude={"webhook_url", "source"}, exclude_none=True)
