@@ -4,10 +4,17 @@ Secrets never travel through YAML or the Serve config. The app builder checks th
 `serve run` starts (so a missing one fails the deploy, not the first song); each replica then reads
 them from its own environment. In dev (`auth.generate_dev_token`) a secret that is unset is
 generated once by the builder and handed to the replicas, so they all sign alike.
+
+A secret is either plain text (its UTF-8 bytes are the key) or, in the Standard Webhooks format,
+`whsec_<base64>` (the key is the base64-decoded rest; see docs/webhooks.md). The rule is the same
+for both: at least 32 characters of secret, the `whsec_` prefix not counted (32 base64 characters
+are 24 bytes, the Standard Webhooks minimum).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import secrets
 from collections.abc import Mapping
@@ -17,17 +24,37 @@ from serve_app.placeholders import is_placeholder
 
 MIN_SECRET_CHARS = 32
 STORAGE_SIGNING_SECRET = "STORAGE_SIGNING_SECRET"  # signs the local backend's download links
+STANDARD_SECRET_PREFIX = "whsec_"  # Standard Webhooks: the rest is the key, base64-encoded
 
 
 class MissingSecret(RuntimeError):
     """A required secret is unset or still a placeholder; the app refuses to start."""
 
 
+def decode_standard_secret(text: str) -> bytes:
+    """The key of a `whsec_<base64>` secret (padding optional, as the reference libraries accept);
+    ValueError when the rest is not standard base64."""
+    rest = text.removeprefix(STANDARD_SECRET_PREFIX)
+    try:
+        return base64.b64decode(rest + "=" * (-len(rest) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not base64 after {STANDARD_SECRET_PREFIX}") from exc
+
+
 def secret_problem(name: str, value: str | bytes) -> str | None:
     """Why `value` is not a usable secret (the one rule for every signing secret), or None."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    if is_placeholder(text) or len(text) < MIN_SECRET_CHARS:
-        return (f"{name} must be a real secret of at least {MIN_SECRET_CHARS} characters; generate one with "
+    secret = text
+    if text.startswith(STANDARD_SECRET_PREFIX):
+        secret = text[len(STANDARD_SECRET_PREFIX):]
+        try:
+            decode_standard_secret(text)
+        except ValueError:
+            return (f"{name} starts with {STANDARD_SECRET_PREFIX}, so the rest must be standard base64 "
+                    "(A-Z a-z 0-9 + /, optional = padding)")
+    if is_placeholder(text) or is_placeholder(secret) or len(secret) < MIN_SECRET_CHARS:
+        return (f"{name} must be a real secret of at least {MIN_SECRET_CHARS} characters (not counting a "
+                f"{STANDARD_SECRET_PREFIX} prefix); generate one with "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     return None
 

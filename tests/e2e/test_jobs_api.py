@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.jobs.webhooks import SIGNATURE_HEADER, verify
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from serve_app.jobs.webhooks import ID_HEADER, LEGACY_SIGNATURE_HEADER, standard_secret, verify, verify_legacy
 
 pytestmark = pytest.mark.serve
 
@@ -177,7 +179,7 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).calls.append((dict(self.headers), body))
+        type(self).calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
         status = 500 if len(type(self).calls) <= type(self).fail_first else 204
         self.send_response(status)
         self.end_headers()
@@ -197,10 +199,14 @@ def test_webhook_signed_and_retried(client):
         while len(_Receiver.calls) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(_Receiver.calls) == 2, "expected a failing first attempt and a retry"
-        secret = os.environ["WEBHOOK_SIGNING_SECRET"].encode()
-        for headers, body in _Receiver.calls:
-            assert verify(secret, headers[SIGNATURE_HEADER], body)
-            assert not verify(b"another-secret", headers[SIGNATURE_HEADER], body)
+        secret = os.environ["WEBHOOK_SIGNING_SECRET"]
+        for headers, body in _Receiver.calls:  # Standard Webhooks, checked by the reference package
+            assert Webhook(standard_secret(secret)).verify(body, headers)["job"]["id"] == job["id"]
+            with pytest.raises(WebhookVerificationError):
+                Webhook(standard_secret("another-secret-" * 3)).verify(body, headers)
+            assert verify(secret, headers, body) and not verify("another-secret-" * 3, headers, body)
+            assert verify_legacy(secret, headers[LEGACY_SIGNATURE_HEADER.lower()], body)  # deprecated, still sent
+        assert _Receiver.calls[0][0][ID_HEADER] == _Receiver.calls[1][0][ID_HEADER]  # same id on the retry
         payload = json.loads(_Receiver.calls[1][1])
         assert payload["event"] == "job.succeeded" and payload["job"]["id"] == job["id"]
         assert payload["attempt"] == 2
