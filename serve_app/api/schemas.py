@@ -316,7 +316,7 @@ class SongCreate(SongOptions):
     )
     webhook_url: str | None = Field(
         default=None, min_length=1, max_length=2048,
-        description="POSTed the job when it ends (signed: X-Songsmith-Signature: t=<unix>,v1=<hmac-sha256>).",
+        description="POSTed the job when it ends, signed per Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature; docs/webhooks.md).",
     )
 
     @model_validator(mode="after")
