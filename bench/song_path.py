@@ -139,7 +139,7 @@ def run_baseline(args, storage_dir: str) -> list[dict]:
         tags = timed("tags", llm.write_tags, d, False).tags
         lyrics = timed("lyrics", llm.write_lyrics, d).lyrics
         song = timed("music", music.generate, MusicRequest(tags=", ".join(tags), lyrics=lyrics,
-                                                           duration_s=args.duration, seed=i))
+                                                           duration_s=args.duration, seed=i))[0]  # one take
         png = timed("cover", cover.generate_batch, [CoverRequest(prompt=cover_prompt(", ".join(tags)), seed=i)])[0].png
         timed("meta", llm.write_meta, d, tags, lyrics)
         sid = secrets.token_hex(8)

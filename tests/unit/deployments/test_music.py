@@ -28,8 +28,8 @@ def test_each_format_decodes_to_the_requested_duration(engine, fmt, container):
 
     import soundfile as sf
 
-    res = engine.generate(MusicRequest(tags="pop, piano", lyrics="[verse]\nhello", duration_s=10.0, seed=1,
-                                       audio_format=fmt))
+    [res] = engine.generate(MusicRequest(tags="pop, piano", lyrics="[verse]\nhello", duration_s=10.0, seed=1,
+                                         audio_format=fmt))
     assert sf.info(io.BytesIO(res.audio)).format == container
     frames, sr = decode(res.audio)
     assert sr == 48000 and frames.shape[1] == 2
@@ -40,22 +40,22 @@ def test_each_format_decodes_to_the_requested_duration(engine, fmt, container):
 
 def test_seed_reproduces_and_another_seed_differs(engine):
     req = dict(tags="rock", lyrics="[chorus]\nyeah", duration_s=10.0, steps=2)
-    a = engine.generate(MusicRequest(seed=42, **req))
-    b = engine.generate(MusicRequest(seed=42, **req))
-    c = engine.generate(MusicRequest(seed=43, **req))
+    [a] = engine.generate(MusicRequest(seed=42, **req))
+    [b] = engine.generate(MusicRequest(seed=42, **req))
+    [c] = engine.generate(MusicRequest(seed=43, **req))
     assert a.audio == b.audio and a.seed == b.seed == 42
     assert c.audio != a.audio
 
 
 def test_random_seed_is_returned_and_reusable(engine):
-    a = engine.generate(MusicRequest(tags="jazz", duration_s=10.0, steps=2, seed=-1))
+    [a] = engine.generate(MusicRequest(tags="jazz", duration_s=10.0, steps=2, seed=-1))
     assert 0 <= a.seed < 2**31
-    again = engine.generate(MusicRequest(tags="jazz", duration_s=10.0, steps=2, seed=a.seed))
+    [again] = engine.generate(MusicRequest(tags="jazz", duration_s=10.0, steps=2, seed=a.seed))
     assert again.audio == a.audio
 
 
 def test_turbo_defaults_and_ignored_guidance(engine):
-    res = engine.generate(MusicRequest(tags="pop", duration_s=10.0, guidance_scale=15.0, seed=0))
+    [res] = engine.generate(MusicRequest(tags="pop", duration_s=10.0, guidance_scale=15.0, seed=0))
     assert res.steps == 8 and res.guidance_scale == 1.0
     assert any("guidance_scale 15 ignored" in n for n in res.notes)
 
@@ -95,9 +95,9 @@ def test_unknown_format_is_refused(engine):
 def test_generate_is_render_then_encode(engine):
     """The deployment renders on one thread and encodes on another: the same file as generate()."""
     req = MusicRequest(tags="funk", lyrics="[verse]\nslap", duration_s=10.0, steps=2, seed=5, audio_format="flac")
-    rendered = engine.render(req)
+    [rendered] = engine.render(req)  # one take
     assert rendered.audio.shape == (2, 10 * 48000) and rendered.audio.dtype.name == "float32"
-    split, whole = engine.encode(rendered), engine.generate(req)
+    split, [whole] = engine.encode(rendered), engine.generate(req)
     assert split.audio == whole.audio
     assert (split.seed, split.steps, split.num_samples, split.extension) == (5, 2, 10 * 48000, "flac")
     assert split.model_s > 0 and split.encode_s > 0 and split.finished_at >= split.started_at

@@ -44,7 +44,7 @@ def decoder_calls(eng: MusicEngine) -> list[int]:
 
 
 def render(eng: MusicEngine, **kw) -> np.ndarray:
-    return eng.render(MusicRequest(**{**SONG, **kw})).audio
+    return eng.render(MusicRequest(**{**SONG, **kw}))[0].audio  # take 0, the only one
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def test_music_engine_uses_it_unless_told_not_to(kits):
     assert type(fast.pipe.vae.decoder) is oobleck.FastOobleckDecoder
     assert type(plain.pipe.vae.decoder) is OobleckDecoder
     req = MusicRequest(tags="rock", lyrics="[verse]\nla la", duration_s=2.0, seed=7)
-    assert fast.generate(req).audio == plain.generate(req).audio  # the same encoded file
+    assert fast.generate(req)[0].audio == plain.generate(req)[0].audio  # the same encoded file
 
 
 @pytest.mark.parametrize("inplace", [False, True])
