@@ -256,7 +256,7 @@ class CoverProtocol(Engine, Protocol):
 
 
 # The engines' render calls (the protocols above): TorchEngine returns the GPU memory they cached.
-RENDER_METHODS = ("generate", "generate_batch", "complete_batch")
+RENDER_METHODS = ("generate", "render", "generate_batch", "complete_batch")
 
 
 def _returning_gpu_cache(method: Callable) -> Callable:

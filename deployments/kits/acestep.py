@@ -17,12 +17,12 @@ from .tokenizers_offline import TRAINER_VERSION
 
 KIT_NAME = "acestep-v15-turbo-kit"
 SEED = 1234
-VERSION = 1
+VERSION = 2  # 2: an encoder as wide as the real one's latents (edits read sources); audio tokenizer/detokenizer
 
 TOKENIZER = {"kind": "qwen2-bytelevel-bpe", "vocab_size_target": 1536, "model_max_length": 32768}
 
 VAE = {
-    "encoder_hidden_size": 8,
+    "encoder_hidden_size": 32,  # == 2 x decoder_input_channels: Oobleck's encoder emits mean and scale
     "downsampling_ratios": [2, 4, 4, 6, 10],  # prod = 1920 -> 25 latents/s at 48 kHz
     "channel_multiples": [1, 2, 2, 2, 2],
     "decoder_channels": 8,
@@ -74,6 +74,13 @@ CONDITION_ENCODER = {
 
 SCHEDULER = {"num_train_timesteps": 1, "shift": 1.0}
 
+# The 5 Hz audio-code tokenizer and detokenizer (covers need them: the source is turned into codes).
+AUDIO_TOKENIZER = {
+    "hidden_size": 32, "intermediate_size": 64, "audio_acoustic_hidden_dim": 16, "pool_window_size": 5,
+    "num_attention_pooler_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+    "sliding_window": 16,
+}
+
 
 def spec() -> dict[str, Any]:
     return {
@@ -86,12 +93,14 @@ def spec() -> dict[str, Any]:
         "transformer": TRANSFORMER,
         "condition_encoder": CONDITION_ENCODER,
         "scheduler": SCHEDULER,
+        "audio_tokenizer": AUDIO_TOKENIZER,
     }
 
 
 def make_pipeline():
     """Construct the tiny pipeline in memory (deterministic weights)."""
     import torch
+    from diffusers.pipelines.ace_step.modeling_ace_step import AceStepAudioTokenDetokenizer, AceStepAudioTokenizer
     from diffusers import (
         AceStepConditionEncoder,
         AceStepPipeline,
@@ -126,7 +135,11 @@ def make_pipeline():
     g = torch.Generator().manual_seed(SEED + 4)
     condition_encoder.silence_latent.copy_(0.1 * torch.randn(condition_encoder.silence_latent.shape, generator=g))
     scheduler = FlowMatchEulerDiscreteScheduler(**SCHEDULER)
-    for m in (vae, text_encoder, transformer, condition_encoder):
+    torch.manual_seed(SEED + 5)
+    audio_tokenizer = AceStepAudioTokenizer(**AUDIO_TOKENIZER, fsq_dim=AUDIO_TOKENIZER["hidden_size"])
+    torch.manual_seed(SEED + 6)
+    audio_token_detokenizer = AceStepAudioTokenDetokenizer(**AUDIO_TOKENIZER)
+    for m in (vae, text_encoder, transformer, condition_encoder, audio_tokenizer, audio_token_detokenizer):
         m.eval()
     return AceStepPipeline(
         vae=vae,
@@ -135,6 +148,8 @@ def make_pipeline():
         transformer=transformer,
         condition_encoder=condition_encoder,
         scheduler=scheduler,
+        audio_tokenizer=audio_tokenizer,
+        audio_token_detokenizer=audio_token_detokenizer,
     )
 
 

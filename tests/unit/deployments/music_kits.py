@@ -1,14 +1,10 @@
 """Variants of the dev ACE-Step kit that the music edit tests need, built in a temporary directory.
 
-The dev kit (models/acestep-v15-turbo-kit, built by deployments/kits/acestep.py) renders text2music
-only: its VAE's encoder makes 4-channel latents (encoder_hidden_size 8; Oobleck's latents have
-half the encoder's width) where its transformer takes 16, so it cannot read a source, and it has
-no audio tokenizer/detokenizer, which covers need. `edit_kit` copies it with those two fixed (an
-encoder 32 wide, random weights; a tiny random tokenizer and detokenizer), reusing every other
-component's files (symlinks) and the kit's own decoder weights, and with `turbo=False` marks the
-transformer as a base checkpoint (the pipeline reads `is_turbo` / `model_version` from its config),
-which is all that tells base from turbo at run time: the same weights then run guided (CFG) and
-may be asked for extract, lego and complete.
+Since kit v2 the dev kit itself reads sources (an encoder as wide as its latents, an audio
+tokenizer/detokenizer); `edit_kit` builds the same from kit v1's parts and, with `turbo=False`,
+marks the transformer as a base checkpoint (the pipeline reads `is_turbo` / `model_version` from
+its config), which is all that tells base from turbo at run time: the same weights then run
+guided (CFG) and may be asked for extract, lego and complete.
 """
 
 from __future__ import annotations

@@ -354,7 +354,8 @@ def test_qwen2_tiny_is_real_qwen2_and_generates_fast(kit_paths):
     tok = AutoTokenizer.from_pretrained(path)
     assert isinstance(model, Qwen2ForCausalLM)
     cfg = model.config
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (64, 2, 4, 2)
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (128, 2, 4, 2)
+    assert cfg.hidden_size // cfg.num_attention_heads == 32  # the smallest head vLLM's CPU attention serves
     assert cfg.vocab_size == len(tok)
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     assert tok.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
