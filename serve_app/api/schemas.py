@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serve_app.jobs.urlguard import parse_webhook_url
 from serve_app.vocabulary import (
     KEYSCALES,
     MAX_BPM,
@@ -91,6 +92,15 @@ class SongOptions(BaseModel):
         if value is not None and _UNSAFE_CHARS.search(value):
             raise ValueError("must not contain control characters (other than tab and newline) or unpaired "
                              "surrogates")
+        return value
+
+    @field_validator("webhook_url", check_fields=False)
+    @classmethod
+    def _sendable_url(cls, value: str | None) -> str | None:
+        """Read as the webhook sender's HTTP client reads it: what it cannot send as written is
+        refused here, not retried forever later (the address checks come at submit)."""
+        if value is not None:
+            parse_webhook_url(value)
         return value
 
 
@@ -179,6 +189,7 @@ class EditCreate(BaseModel):
 
     _keyscale = field_validator("keyscale")(SongOptions._keyscale.__func__)
     _safe_text = field_validator("prompt", "lyrics", "webhook_url")(SongOptions._safe_text.__func__)
+    _sendable_url = field_validator("webhook_url")(SongOptions._sendable_url.__func__)
 
     @model_validator(mode="after")
     def _task_fields(self) -> EditCreate:

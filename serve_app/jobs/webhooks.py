@@ -29,9 +29,11 @@ from collections.abc import Mapping
 import httpx
 
 from serve_app.credentials import STANDARD_SECRET_PREFIX, decode_standard_secret
+from serve_app.redact import redact
 
 from .errors import StoreUnavailable
 from .records import WebhookDelivery
+from .urlguard import WebhookTarget, WebhookUnresolvable, parse_webhook_url
 from .webhook_store import WebhookStore
 
 logger = logging.getLogger("ray.serve")
@@ -126,10 +128,16 @@ def verify_legacy(secret: str | bytes, header: str, body: bytes, *, now: float |
 class WebhookSender:
     def __init__(self, store: WebhookStore, secret: str | bytes, worker_id: str, *, poll_s: float = 1.0,
                  timeout_s: float = 10.0, url_guard=None):
+        """`url_guard(url)` checks a destination before every attempt (raising PermissionError or
+        ValueError); when it returns a `WebhookTarget` with addresses, the request goes to the
+        address it checked (DNS is not asked again)."""
         signing_key(secret)  # a malformed whsec_ secret fails here, not on the first delivery
         self.store, self.secret, self.worker_id = store, secret, worker_id
         self.poll_s, self.url_guard = poll_s, url_guard
-        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        # No kept-alive connections: a pinned connection is opened for one checked name only and
+        # never reused for another name that happens to resolve to the same address.
+        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False,
+                                        limits=httpx.Limits(max_keepalive_connections=0))
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
@@ -148,7 +156,11 @@ class WebhookSender:
         while True:
             try:
                 due = await asyncio.to_thread(self.store.claim_due, self.worker_id)
-                await asyncio.gather(*(self._deliver(d) for d in due))
+                for d, outcome in zip(due, await asyncio.gather(*(self._deliver(d) for d in due),
+                                                                return_exceptions=True)):
+                    if isinstance(outcome, Exception):  # recording the attempt failed: the lease expires, it is retried
+                        logger.warning("webhook delivery %s: could not record its attempt: %s: %s", d.id,
+                                       type(outcome).__name__, redact(str(outcome)))
                 if due:
                     continue
             except StoreUnavailable:
@@ -169,17 +181,29 @@ class WebhookSender:
                    **signature_headers(self.secret, message_id(d), int(time.time()), body)}
         status, error, give_up = None, None, False
         t0 = time.perf_counter()
+        # Whatever goes wrong, the attempt is recorded: a delivery either succeeds, is retried with
+        # backoff, or gives up; it never escapes to be claimed again unrecorded.
         try:
-            if self.url_guard is not None:
-                await self.url_guard(d.url)
-            r = await self.client.post(d.url, content=body, headers=headers)
+            target = await self.url_guard(d.url) if self.url_guard is not None else None
+            if not isinstance(target, WebhookTarget):
+                target = WebhookTarget(parse_webhook_url(d.url))
+            url, pinned_headers, extensions = target.request()
+            r = await self.client.post(url, content=body, headers={**headers, **pinned_headers},
+                                       extensions=extensions)
             status = r.status_code
             if r.is_redirect:
                 error = "redirects are not followed"
         except PermissionError as exc:  # refused destination: retrying will not help
             error, give_up = str(exc), True
+        except WebhookUnresolvable as exc:  # DNS may answer later: the normal backoff
+            error = str(exc)
+        except (ValueError, httpx.InvalidURL) as exc:  # malformed: it will never be sendable
+            error, give_up = f"{exc}"[:300], True
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        except Exception as exc:  # noqa: BLE001 - anything else is one failed attempt, retried
+            logger.exception("webhook delivery %s of job %s failed unexpectedly", d.id, d.job_id)
+            error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
         duration_ms = int((time.perf_counter() - t0) * 1000)
         await asyncio.to_thread(self.store.record_attempt, d.id, self.worker_id, status_code=status,
                                 error=error, duration_ms=duration_ms, give_up=give_up)
