@@ -16,7 +16,7 @@ API_PATHS = ("/v1/", "/files/", "/health", "/generate-", "/studio", "/auth-statu
 
 _URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*)://[^\s'\"<>`()]*")
 _WINDOWS_PATH = re.compile(r"(?<![\w])[A-Za-z]:\\[^\s'\"<>`]*")
-_PATH = re.compile(r"(?<![\w.~/:\-])~?/(?:[^\s/'\"<>`:,;()\[\]]+/)*[^\s/'\"<>`:,;()\[\]]*")
+_PATH = re.compile(r"(?<![\w.~/:\-…])~?/(?:[^\s/'\"<>`:,;()\[\]]+/)*[^\s/'\"<>`:,;()\[\]]*")
 _SECRET = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|signature|sig)"
     r"(\s*[=:]\s*)(?:bearer\s+)?[^\s,;&'\"]+"

@@ -2,7 +2,8 @@
 
 Routes raise domain errors (the job store's, storage's, or the API's own below); the guards in
 front of FastAPI raise them too. `ERRORS` turns each into a status, a message and headers, and
-every error body has the same shape: `{"detail": ..., "message": "what to fix"}`.
+every error body has the same shape: `{"detail": ..., "message": "what to fix"}`. Messages pass
+through `serve_app.redact` on the way out: no filesystem path, URL, internal address or secret.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.jobs.errors import IdempotencyConflict, InvalidCursor, QueueFull, StoreUnavailable
+from serve_app.redact import redact
 from serve_app.storage.errors import LinkExpired, LinkInvalid, ObjectNotFound
 
 STORE_RETRY_AFTER_S = 5
@@ -124,6 +126,7 @@ class Rule:
     status: int
     message: Callable[[Exception], str] = str
     headers: Callable[[Exception], dict[str, str]] | None = None
+    redacted: bool = True  # False: the message only echoes the caller's own input (a webhook host)
 
 
 def _retry_after(seconds: Callable[[Exception], int]) -> Callable[[Exception], dict[str, str]]:
@@ -148,12 +151,14 @@ ERRORS: dict[type[Exception], Rule] = {
     IdempotencyConflict: Rule(409, lambda _: "this Idempotency-Key was already used with another body"),
     SongWasCancelled: Rule(409),
     BodyTooLarge: Rule(413),
-    WebhookRefused: Rule(422),
+    WebhookRefused: Rule(422, redacted=False),
     QueueFull: Rule(429, lambda e: f"too many songs queued; retry in {e.retry_after_s} s",
                     _retry_after(lambda e: e.retry_after_s)),
     RateLimited: Rule(429, headers=_retry_after(lambda e: e.retry_after_s)),
     SongDidNotFinish: Rule(502),
-    StoreUnavailable: Rule(503, lambda e: f"job store unavailable: {e}", _retry_after(lambda _: STORE_RETRY_AFTER_S)),
+    # The store's own message names the database (URL, host): for the log, never for the caller.
+    StoreUnavailable: Rule(503, lambda _: f"job store unavailable; retry in {STORE_RETRY_AFTER_S} s",
+                           _retry_after(lambda _: STORE_RETRY_AFTER_S)),
     SongStillRunning: Rule(504),
 }
 
@@ -175,6 +180,8 @@ def describe(exc: Exception) -> tuple[int, dict, dict[str, str]]:
     if rule is None:
         raise TypeError(f"{type(exc).__name__} has no HTTP mapping")
     message = rule.message(exc)
+    if rule.redacted:  # a storage/engine/decoder text may carry paths, URLs, addresses
+        message = redact(message)
     return rule.status, body(message), rule.headers(exc) if rule.headers else {}
 
 

@@ -287,7 +287,8 @@ class DeploymentHealth(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
-    deployments: dict[str, DeploymentHealth]
+    deployments: dict[str, DeploymentHealth] | None = Field(
+        default=None, description="Each deployment's readiness: only with a valid bearer token.")
 
 
 # ---------------------------------------------------------------- asynchronous song jobs

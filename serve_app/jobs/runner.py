@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 
+from serve_app.redact import redact
 from serve_app.songs import SongComposer, SongFailed, SongObserver, SongTask
 from serve_app.vocabulary import MAX_SEED
 
@@ -170,7 +171,7 @@ class JobRunner:
                         run.task = asyncio.get_running_loop().create_task(self._run(run))
                         continue
             except StoreUnavailable as exc:
-                logger.warning("job store unavailable, will retry: %s", exc)
+                logger.warning("job store unavailable, will retry: %s", redact(str(exc)))
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 logger.exception("job claim loop error")
             self._wake.clear()
@@ -205,7 +206,7 @@ class JobRunner:
             if exc.retryable and job.attempts < self.store.max_attempts:
                 await self._retry_later(run, exc)
             else:
-                await self._finish(job.id, status="failed", error=str(exc))
+                await self._finish(job.id, status="failed", error=redact(str(exc)))
         except Exception as exc:  # noqa: BLE001
             logger.exception("job %s crashed", job.id, extra=extra)
             await self._finish(job.id, status="failed", error=f"internal error: {type(exc).__name__}")
@@ -220,7 +221,7 @@ class JobRunner:
         """Back off (holding the lease), then queue the job again; its attempt counts."""
         job = run.job
         delay = min(MAX_RETRY_DELAY_S, self.settings.retry_base_s * 2 ** (job.attempts - 1))
-        logger.warning("job %s: %s; retry %d in %.1fs", job.id, exc, job.attempts + 1, delay,
+        logger.warning("job %s: %s; retry %d in %.1fs", job.id, redact(str(exc)), job.attempts + 1, delay,
                        extra={"job_id": job.id})
         try:
             await asyncio.sleep(delay)
@@ -230,7 +231,7 @@ class JobRunner:
                 return
             if run.stop is StopReason.LOST:
                 return
-        await asyncio.to_thread(self.store.release_for_retry, job.id, self.worker_id, str(exc))
+        await asyncio.to_thread(self.store.release_for_retry, job.id, self.worker_id, redact(str(exc)))
 
     async def _finish(self, job_id: str, **kw) -> None:
         for attempt in range(5):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from serve_app.redact import redact
+
 MAX_CAUSES = 5  # how deep to follow a chain of wrapped exceptions
 
 
@@ -47,7 +49,8 @@ def safe_message(exc: BaseException) -> str:
     """An exception's message for callers: the root cause's type and first line, cut short.
 
     Ray wraps a replica's exception in RayTaskError (with a traceback and ANSI colours); the
-    caller wants the engine's own words, e.g. "EngineError: out of GPU memory ...".
+    caller wants the engine's own words, e.g. "EngineError: out of GPU memory ...", without the
+    paths, URLs or addresses they may carry (serve_app.redact).
     """
     from ray.exceptions import RayTaskError
 
@@ -58,5 +61,5 @@ def safe_message(exc: BaseException) -> str:
         else:
             break
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
+    first = redact(text.splitlines()[0]) if text else ""  # no paths, URLs or addresses (docs/security.md)
     return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__

@@ -125,7 +125,7 @@ class LocalStore(ObjectStore):
             self._atomic_write(path, data)
         except OSError as exc:
             raise StorageError(
-                f"local storage could not write {key!r} under {self.root}: {exc.strerror or exc}",
+                f"local storage could not write {key!r}: {exc.strerror or type(exc).__name__}",
                 code="io",
             ) from None
 
@@ -149,7 +149,7 @@ class LocalStore(ObjectStore):
             raise ObjectNotFound(f"object not found: {key!r}") from None
         except OSError as exc:
             raise StorageError(
-                f"local storage could not read {key!r}: {exc.strerror or exc}", code="io"
+                f"local storage could not read {key!r}: {exc.strerror or type(exc).__name__}", code="io"
             ) from None
 
     async def get(self, key: str) -> bytes:
@@ -315,7 +315,7 @@ class LocalStore(ObjectStore):
                 os.unlink(name)
         except OSError as exc:
             raise StorageError(
-                f"local storage directory {self.root} is not writable: {exc.strerror or exc}",
+                f"local storage directory is not writable: {exc.strerror or type(exc).__name__}",
                 code="io",
             ) from None
 
