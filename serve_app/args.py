@@ -134,6 +134,31 @@ class IngressArgs(_Strict):
     rate_limit: RateLimitArgs = Field(default_factory=RateLimitArgs, description="Per-token request rate limit.")
 
 
+class QuotaArgs(_Strict):
+    """Per-API-key quotas (defaults; `python -m serve_app.keys create --quota NAME=VALUE` overrides one
+    key's). Checked atomically at submit; over one is a 429 naming it. Environment tokens (admin keys)
+    have no quotas (they still share the queue fairly and are rate limited)."""
+
+    active_songs: int = Field(default=10, ge=0, le=100_000, description="Songs queued or running at once.")
+    songs_per_day: int = Field(default=200, ge=0, le=10_000_000, description="Songs submitted per UTC day.")
+    audio_minutes_per_day: float = Field(
+        default=300.0, ge=0, le=10_000_000,
+        description="Minutes of audio requested per UTC day (duration x variations, counted at submit).",
+    )
+
+
+class KeysArgs(_Strict):
+    """API keys live in the job database (`python -m serve_app.keys`); replicas cache lookups briefly."""
+
+    cache_ttl_s: float = Field(
+        default=3.0, gt=0, le=5.0,
+        description="How long a replica trusts a key lookup: a revoked key is refused within this.",
+    )
+    touch_interval_s: float = Field(
+        default=60.0, ge=1, le=3600, description="last_used_at is written at most this often per key."
+    )
+
+
 class JobsArgs(_Strict):
     """The durable job queue every song goes through (also the seed's synchronous endpoints)."""
 
@@ -148,6 +173,12 @@ class JobsArgs(_Strict):
     lease_s: float = Field(default=15.0, ge=2, le=300, description="A running job's lease; renewed every heartbeat.")
     heartbeat_s: float = Field(default=1.0, gt=0, le=60, description="Lease renewal and cancel check interval.")
     max_queued: int = Field(default=100, ge=1, le=100_000, description="Queued jobs beyond this get 429.")
+    max_queued_per_owner: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="Queued jobs one caller may have (its share of max_queued); default ceil(max_queued / 4).",
+    )
+    quotas: QuotaArgs = Field(default_factory=QuotaArgs, description="Per-API-key quota defaults.")
+    keys: KeysArgs = Field(default_factory=KeysArgs, description="API key lookups.")
     max_attempts: int = Field(default=3, ge=1, le=10, description="Tries per job before it fails for good.")
     retry_base_s: float = Field(
         default=2.0, ge=0, le=60, description="Delay before a job's 2nd try after a transient fault; doubles."
@@ -167,6 +198,12 @@ class JobsArgs(_Strict):
     allow_private_webhooks: bool = Field(
         default=False, description="Allow webhook URLs on loopback/private/link-local addresses (dev and tests)."
     )
+
+    def queue_share(self) -> int:
+        """Queued jobs one owner may hold: max_queued_per_owner, else a quarter of max_queued."""
+        if self.max_queued_per_owner is not None:
+            return min(self.max_queued_per_owner, self.max_queued)
+        return max(1, -(-self.max_queued // 4))
 
 
 class AppArgs(_Strict):

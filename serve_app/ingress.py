@@ -13,8 +13,9 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.api import Services, create_api
 from serve_app.args import JobsArgs, RateLimitArgs
-from serve_app.auth import TokenDigests
+from serve_app.auth import Authenticator, TokenDigests
 from serve_app.credentials import DevSecrets, ReplicaSecrets, SecretNames
+from serve_app.jobs.keystore import Quotas
 from serve_app.jobs.runner import JobRunner, RunnerSettings
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.urlguard import check_webhook_url
@@ -48,11 +49,18 @@ class IngressConfig:
                            storage=ENV_SIGNING_SECRET if storage.backend == "local" else None)
 
 
+def database_url(jobs: JobsArgs, default_url: str) -> str:
+    """The job database: the env var named in `jobs` wins over the embedded SQLite file."""
+    return os.environ.get(jobs.database_url_env) or default_url
+
+
 def job_store(jobs: JobsArgs, default_url: str) -> JobStore:
     return JobStore(
-        os.environ.get(jobs.database_url_env) or default_url,
+        database_url(jobs, default_url),
         lease_s=jobs.lease_s,
         max_queued=jobs.max_queued,
+        max_queued_per_owner=jobs.queue_share(),
+        quotas=Quotas.from_args(jobs.quotas),
         max_attempts=jobs.max_attempts,
         webhook_max_attempts=jobs.webhook_max_attempts,
         webhook_backoff_base_s=jobs.webhook_backoff_base_s,
@@ -97,6 +105,8 @@ class Ingress:
             music_capabilities=models.music_capabilities,
             max_upload_bytes=config.max_upload_bytes,
             key_prefix=config.storage.key_prefix,
+            auth=Authenticator(config.tokens, self.jobs.keys, ttl_s=config.jobs.keys.cache_ttl_s,
+                               touch_interval_s=config.jobs.keys.touch_interval_s),
         )
         self.runner.start()
         self.webhooks.start()

@@ -9,6 +9,7 @@ cancel, webhooks); the seed's `POST /generate-*` endpoints create a job and wait
     routes/edits.py     /v1/edits: cover, repaint, extend, ... of a song or an upload
     routes/uploads.py   /v1/uploads: audio files to edit
     routes/events.py    /v1/songs/{id}/events (SSE)
+    routes/usage.py     /v1/usage: the caller's quotas and counters
     routes/files.py     /files: local storage's signed links (mounted only for that backend)
     deps.py             Services and the typed dependencies; errors.py the one error map;
     guards.py           body size and rate limit, in front of FastAPI; schemas.py the bodies
@@ -21,7 +22,7 @@ from fastapi import FastAPI
 from serve_app.api import errors
 from serve_app.api.deps import Services
 from serve_app.api.guards import install_guards
-from serve_app.api.routes import edits, events, files, generate, service, songs, studio, uploads
+from serve_app.api.routes import edits, events, files, generate, service, songs, studio, uploads, usage
 
 API_VERSION = "0.2.0"
 
@@ -41,7 +42,7 @@ def create_api(svc: Services) -> FastAPI:
                    upload_max_bytes=svc.max_upload_bytes)
     errors.install(api)
     for router in (service.router, generate.router, songs.router, edits.router, uploads.router, events.router,
-                   studio.router):
+                   studio.router, usage.router):
         api.include_router(router)
     if svc.links is not None:
         api.include_router(files.router)

@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve_app.api import errors
 from serve_app.api.errors import Unauthorized
+from serve_app.api.guards import OneAuthorization
 from serve_app.args import RateLimitArgs
-from serve_app.auth import TokenDigests, bearer_from_header, owner_digest
+from serve_app.auth import Authenticator, Caller, TokenDigests, bearer_from_header
+from serve_app.jobs.keystore import KeyRevoked, QuotaExceeded
 from serve_app.jobs.runner import JobRunner
 from serve_app.jobs.store import JobStore
 from serve_app.jobs.webhooks import WebhookSender
@@ -42,6 +46,11 @@ class Services:
     max_upload_bytes: int = 100 * 1024 * 1024  # POST /v1/uploads bodies (others: max_body_bytes)
     max_upload_s: float = 600.0  # longest upload accepted (ACE-Step's longest song)
     key_prefix: str = "songs"  # where songs live in storage (storage.key_prefix)
+    auth: Authenticator | None = None  # tokens + API keys (built from `tokens` and `jobs.keys` when None)
+
+    def __post_init__(self) -> None:
+        if self.auth is None:
+            self.auth = Authenticator(self.tokens, getattr(self.jobs, "keys", None))
 
 
 def services(request: Request) -> Services:
@@ -51,16 +60,32 @@ def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
-def require_owner(request: Request, svc: Svc) -> str:
-    """The caller's identity: the digest of their token (jobs store this, never the token)."""
-    token = bearer_from_header(request.headers.get("authorization"))
-    if not svc.tokens.verify(token):
+async def require_caller(request: Request, svc: Svc) -> Caller:
+    """Who is calling: an admin token from the environment or an API key from the job database."""
+    values = request.headers.getlist("authorization")
+    if len(values) > 1:  # the guards answer this first; kept here for apps without them
+        raise StarletteHTTPException(400, OneAuthorization.MESSAGE)
+    caller = await svc.auth.resolve(bearer_from_header(values[0] if values else None))
+    if caller is None:
         raise Unauthorized()
-    return owner_digest(token)
+    return caller
 
 
+def require_owner(caller: Annotated[Caller, Depends(require_caller)]) -> str:
+    """The caller's identity: an admin token's digest, or an API key's id-based owner digest
+    (jobs store this, never a secret)."""
+    return caller.owner
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]
 Owner = Annotated[str, Depends(require_owner)]
 JobId = Annotated[str, Path(min_length=32, max_length=32, pattern="^[0-9a-f]{32}$", description="Job id.")]
+
+
+# The job store's tenant errors, in the one error map (registered before create_api installs it).
+errors.ERRORS.setdefault(QuotaExceeded, errors.Rule(429, headers=lambda e: {"Retry-After": str(e.retry_after_s)}))
+errors.ERRORS.setdefault(KeyRevoked, errors.Rule(401, lambda _: str(Unauthorized()),
+                                                 lambda _: {"WWW-Authenticate": "Bearer"}))
 
 
 async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

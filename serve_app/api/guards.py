@@ -1,17 +1,23 @@
-"""Request guards that run before any route: body size (413) and a per-token rate limit (429).
+"""Request guards that run before any route: body size (413), one Authorization header (400)
+and a per-caller rate limit (429).
 
-Both are plain ASGI middleware so an oversized or over-quota request is refused before FastAPI
-reads or parses its body.
+All are plain ASGI middleware so an oversized, ambiguous or over-rate request is refused before
+FastAPI reads or parses its body. The rate limit is shared by every ingress replica when the app
+has a job store (`SharedRateLimit`: counts in the job database); `TokenBucketLimit` is the
+per-process fallback for apps without one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import time
 from dataclasses import dataclass, field
 
 from serve_app.api import errors
 from serve_app.auth import bearer_from_header, digest
+from serve_app.jobs.errors import StoreUnavailable
 
 EXEMPT_PATHS = ("/health", "/files/", "/docs", "/openapi.json", "/redoc")
 
@@ -77,6 +83,39 @@ class _TooLarge(Exception):
     pass
 
 
+def authorization_values(scope) -> list[bytes]:
+    """Every Authorization header of the request, in order (ASGI keeps duplicates)."""
+    return [v for k, v in scope.get("headers") or () if k == b"authorization"]
+
+
+def bearer_token(scope) -> str | None:
+    """The bearer token as the routes read it (Starlette's `headers.get`: the first header)."""
+    values = authorization_values(scope)
+    return bearer_from_header(values[0].decode("latin-1")) if values else None
+
+
+async def _send_400(send, message: str) -> None:
+    data = json.dumps(errors.body(message)).encode()
+    await send({"type": "http.response.start", "status": 400,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class OneAuthorization:
+    """400 for a request with more than one Authorization header: a proxy, the rate limit and the
+    route could each read a different one (the limit was bypassed by sending a junk one first)."""
+
+    MESSAGE = "send one Authorization header, not several"
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and len(authorization_values(scope)) > 1:
+            return await _send_400(send, self.MESSAGE)
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -86,7 +125,8 @@ class _Bucket:
 class TokenBucketLimit:
     """Per bearer token (keyed by its digest): `burst` at once, refilled at `rate_per_s`.
 
-    Buckets live in each ingress replica, so the effective limit scales with the replica count;
+    The fallback for apps without a job store: buckets live in this process, so N such processes
+    allow N times the rate (the ingress uses `SharedRateLimit`);
     unauthenticated requests are left to the auth check (401), not counted here. Given `tokens`,
     only configured tokens get a bucket: a flood of made-up tokens can neither grow the table nor
     force the clear that would hand every real token a fresh burst.
@@ -115,7 +155,7 @@ class TokenBucketLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
-        token = bearer_from_header(dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1"))
+        token = bearer_token(scope)
         if token and (self.tokens is None or self.tokens.verify(token)):
             wait = self.take(digest(token))
             if wait > 0:
@@ -123,9 +163,47 @@ class TokenBucketLimit:
         await self.app(scope, receive, send)
 
 
-def install_guards(api, *, max_body_bytes: int, rate_limit, tokens=None, upload_max_bytes: int | None = None) -> None:
-    """Outermost first: the size check, then the rate limit, then FastAPI."""
+class SharedRateLimit:
+    """Per caller (admin token or API key, keyed by its owner digest) across every replica: the
+    GCRA state lives in the job database (`SharedRateLimits`), one conditional UPDATE a request.
+
+    Only callers the authenticator knows are counted (unknown tokens are the route's 401, and
+    cannot create rows). A job store that cannot be reached answers 503, as the routes would."""
+
+    def __init__(self, app, rate_per_s: float, burst: int, auth, limits):
+        self.app, self.rate, self.burst, self.auth, self.limits = app, rate_per_s, burst, auth, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
+            return await self.app(scope, receive, send)
+        token = bearer_token(scope)
+        if token:
+            try:
+                caller = await self.auth.resolve(token)
+                wait = 0.0 if caller is None else await asyncio.to_thread(
+                    self.limits.take, caller.owner, self.rate, self.burst)
+            except StoreUnavailable as exc:
+                return await errors.send(send, exc)
+            if wait > 0:
+                return await errors.send(send, errors.RateLimited(max(1, math.ceil(wait))))
+        await self.app(scope, receive, send)
+
+
+def install_guards(api, *, max_body_bytes: int, rate_limit, tokens=None, upload_max_bytes: int | None = None,
+                   auth=None, limits=None) -> None:
+    """Outermost first: the size check, one Authorization header, the rate limit, then FastAPI.
+
+    The rate limit is shared across replicas when there is an authenticator and a job store's
+    `rates` (given, or found on `api.state.services`); otherwise it is this process's own."""
+    svc = getattr(api.state, "services", None)
+    auth = auth or getattr(svc, "auth", None)
+    limits = limits or getattr(getattr(svc, "jobs", None), "rates", None)
     if rate_limit is not None and rate_limit.enabled:
-        api.add_middleware(TokenBucketLimit, rate_per_s=rate_limit.requests_per_minute / 60.0,
-                           burst=rate_limit.burst, tokens=tokens)
+        rate_per_s = rate_limit.requests_per_minute / 60.0
+        if auth is not None and limits is not None:
+            api.add_middleware(SharedRateLimit, rate_per_s=rate_per_s, burst=rate_limit.burst, auth=auth,
+                               limits=limits)
+        else:
+            api.add_middleware(TokenBucketLimit, rate_per_s=rate_per_s, burst=rate_limit.burst, tokens=tokens)
+    api.add_middleware(OneAuthorization)
     api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, upload_max_bytes=upload_max_bytes)

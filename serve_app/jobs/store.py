@@ -15,12 +15,17 @@ Concurrency model
   event with ``resumed: true``) and every later write by the old worker returns False/LOST.
 - Each status/stage/progress change and its event are written in the same transaction; event
   ``seq`` comes from ``jobs.event_seq`` incremented under the row lock, so it is gap-free.
+- Claims are fair across owners: the next job is the oldest queued one of the owner with the
+  fewest running jobs, ties going to the owner served least recently (see ``claim``); one
+  owner may hold at most ``max_queued_per_owner`` of the ``max_queued`` queue slots.
+- API keys' quotas (``keystore.Quotas``) are checked in ``create``'s transaction, under the same
+  lock as the queue bound, so concurrent submits cannot overshoot them.
 - Leases compare against the *application* clock of the calling process (``clock``), so the
   hosts sharing a database need synchronized clocks (NTP; skew << ``lease_s``).
 
 Errors: ``StoreUnavailable`` for any connection/availability failure (message has the URL
-with the password hidden), ``IdempotencyConflict``, ``QueueFull``, ``InvalidCursor``,
-``ValueError`` for bad arguments.
+with the password hidden), ``IdempotencyConflict``, ``QueueFull``, ``QuotaExceeded`` and
+``KeyRevoked`` (``keystore.py``), ``InvalidCursor``, ``ValueError`` for bad arguments.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -51,9 +56,10 @@ from serve_app.vocabulary import JOB_STAGES, JOB_STATUSES, SONG_MODES, TERMINAL_
 
 from .db import Database
 from .errors import IdempotencyConflict, QueueFull
+from .keystore import NO_QUOTAS, ApiKey, KeyRevoked, KeyStore, Quotas, QuotaExceeded, SharedRateLimits
 from .migrations import upgrade
 from .records import Event, Job, Lease
-from .tables import UTCDateTime, job_events, jobs, webhook_attempts, webhook_deliveries
+from .tables import UTCDateTime, api_keys, job_events, jobs, webhook_attempts, webhook_deliveries
 from .util import (
     as_utc,
     canonical_json,
@@ -69,6 +75,30 @@ from .webhook_store import WebhookStore
 log = logging.getLogger(__name__)
 
 _CREATE_LOCK_KEY = 0x736F6E67736D6372  # pg_advisory_xact_lock key serializing create()
+_ACTIVE = ("queued", "running")
+_DEFAULT_SONG_S = 180.0  # SongOptions.audio_duration's default
+
+
+def requested_audio_s(mode: str, request: dict[str, Any]) -> float:
+    """Seconds of audio a request asks for: its length x its takes (an edit: the source's length,
+    plus what an extend adds). What the audio_minutes_per_day quota counts, at submit."""
+    takes = request.get("variations", 1)
+    takes = takes if isinstance(takes, int) and not isinstance(takes, bool) and takes > 0 else 1
+    src = request.get("source")
+    try:
+        if isinstance(src, dict) and "duration_s" in src:
+            seconds = float(src["duration_s"]) + (float(request.get("extend_s") or 0.0) if mode == "extend" else 0.0)
+        else:
+            seconds = float(request.get("audio_duration", _DEFAULT_SONG_S))
+    except (TypeError, ValueError):
+        seconds = _DEFAULT_SONG_S
+    if not math.isfinite(seconds) or seconds < 0:
+        seconds = _DEFAULT_SONG_S
+    return seconds * takes
+
+
+def _day_start(now: datetime) -> datetime:
+    return datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
 
 
 def _ts(value: datetime) -> Any:
@@ -85,6 +115,8 @@ class JobStore:
         *,
         lease_s: float = 15.0,
         max_queued: int = 100,
+        max_queued_per_owner: int | None = None,
+        quotas: Quotas | None = None,
         max_attempts: int = 3,
         webhook_max_attempts: int = 8,
         webhook_backoff_base_s: float = 10.0,
@@ -97,13 +129,23 @@ class JobStore:
         migrate: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """Open the store (creating/migrating the schema unless ``migrate=False``)."""
+        """Open the store (creating/migrating the schema unless ``migrate=False``).
+
+        ``max_queued_per_owner``: one owner's share of the queue (None: the whole queue).
+        ``quotas``: the defaults API keys are held to (None: unlimited); admin owners (no key) have
+        none. A key's own overrides apply on top.
+        """
         if lease_s <= 0:
             raise ValueError("lease_s must be > 0")
         if max_queued < 1 or max_attempts < 1:
             raise ValueError("max_queued and max_attempts must be >= 1")  # WebhookStore checks its own
+        if max_queued_per_owner is not None and max_queued_per_owner < 1:
+            raise ValueError("max_queued_per_owner must be >= 1 (or None)")
         self.lease_s = float(lease_s)
         self.max_queued = int(max_queued)
+        self.max_queued_per_owner = None if max_queued_per_owner is None else min(int(max_queued_per_owner),
+                                                                                  self.max_queued)
+        self.quotas = quotas or NO_QUOTAS
         self.max_attempts = int(max_attempts)
         self.default_job_duration_s = float(default_job_duration_s)
         self.db = Database(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
@@ -112,6 +154,8 @@ class JobStore:
         self.webhooks = WebhookStore(self.db, max_attempts=webhook_max_attempts,
                                      backoff_base_s=webhook_backoff_base_s, backoff_max_s=webhook_backoff_max_s,
                                      jitter=webhook_jitter)
+        self.keys = KeyStore(self.db)
+        self.rates = SharedRateLimits(self.db)
         # create() takes an advisory lock on PostgreSQL: exact queue bound, no key races.
         # (Tests turn it off to exercise the IntegrityError fallback.)
         self._pg_serialize_creates = True
@@ -218,17 +262,19 @@ class JobStore:
                     )).mappings().first()
                     if existing is not None:
                         return self._replay(existing, rhash)
+                now = self.db.now()
+                audio_s = requested_audio_s(mode, request)
+                self._check_quotas(conn, owner, audio_s, now)
                 queued = conn.execute(
                     select(func.count()).select_from(jobs).where(jobs.c.status == "queued")
                 ).scalar_one()
                 if queued >= self.max_queued:
                     raise QueueFull(self._retry_after(conn), queued)
-                now = self.db.now()
                 row = conn.execute(insert(jobs).values(
                     id=uuid.uuid4().hex, owner=owner, mode=mode, request=request,
                     request_hash=rhash, idempotency_key=idempotency_key, webhook_url=webhook_url,
                     parent_id=parent_id, status="queued", attempts=0, cancel_requested=False, event_seq=1,
-                    created_at=now, updated_at=now,
+                    created_at=now, updated_at=now, audio_s=audio_s,
                 ).returning(*jobs.c)).mappings().one()
                 job = Job.from_row(row)
                 self._append_event(conn, job.id, 1, "status", {"status": "queued"}, now)
@@ -244,6 +290,87 @@ class JobStore:
             if existing is None:
                 raise
             return self._replay(existing, rhash)
+
+    # -- tenants: quotas, usage, keys -------------------------------------------------------
+
+    def _key_of(self, conn: Connection, owner: str) -> ApiKey | None:
+        row = conn.execute(select(api_keys).where(api_keys.c.owner == owner)).mappings().first()
+        return None if row is None else ApiKey.from_row(row)
+
+    def limits_for(self, key: ApiKey | None) -> Quotas:
+        """An owner's quotas: none for admins (no key), else the defaults with the key's overrides."""
+        return NO_QUOTAS if key is None else self.quotas.with_overrides(key.overrides)
+
+    def _counters(self, conn: Connection, owner: str, now: datetime) -> dict[str, Any]:
+        by_status = dict(conn.execute(
+            select(jobs.c.status, func.count()).where(jobs.c.owner == owner, jobs.c.status.in_(_ACTIVE))
+            .group_by(jobs.c.status)
+        ).all())
+        songs, audio_s = conn.execute(
+            select(func.count(), func.coalesce(func.sum(jobs.c.audio_s), 0.0))
+            .where(jobs.c.owner == owner, jobs.c.created_at >= _day_start(now))
+        ).one()
+        return {"queued": int(by_status.get("queued", 0)), "running": int(by_status.get("running", 0)),
+                "songs_today": int(songs), "audio_s_today": float(audio_s or 0.0)}
+
+    def _check_quotas(self, conn: Connection, owner: str, audio_s: float, now: datetime) -> None:
+        """Raise KeyRevoked / QuotaExceeded for this submission (inside create's transaction)."""
+        key = self._key_of(conn, owner)
+        if key is not None and key.revoked:
+            raise KeyRevoked()
+        limits = self.limits_for(key)
+        if limits == NO_QUOTAS and self.max_queued_per_owner is None:
+            return
+        used = self._counters(conn, owner, now)
+        resets_s = (_day_start(now) + timedelta(days=1) - now).total_seconds()
+        active = used["queued"] + used["running"]
+        if limits.active_songs is not None and active >= limits.active_songs:
+            raise QuotaExceeded("active_songs", limits.active_songs, self._retry_after(conn),
+                                f": {active} queued or running")
+        if limits.songs_per_day is not None and used["songs_today"] >= limits.songs_per_day:
+            raise QuotaExceeded("songs_per_day", limits.songs_per_day, resets_s)
+        if limits.audio_minutes_per_day is not None:
+            cap_s = limits.audio_minutes_per_day * 60.0
+            if used["audio_s_today"] + audio_s > cap_s + 1e-6:
+                raise QuotaExceeded("audio_minutes_per_day", float(limits.audio_minutes_per_day), resets_s,
+                                    f": {used['audio_s_today'] / 60:.1f} min used today, this song asks "
+                                    f"for {audio_s / 60:.1f}")
+        if self.max_queued_per_owner is not None and used["queued"] >= self.max_queued_per_owner:
+            raise QuotaExceeded("max_queued_per_owner", self.max_queued_per_owner, self._retry_after(conn),
+                                f": you have {used['queued']} songs waiting (your share of the queue)")
+
+    def usage(self, owner: str) -> dict[str, Any]:
+        """The owner's counters next to their limits (GET /v1/usage). Limits are None when unlimited."""
+        with self.db.tx(write=False) as conn:
+            now = self.db.now()
+            key = self._key_of(conn, owner)
+            used = self._counters(conn, owner, now)
+        limits = self.limits_for(key)
+        resets_at = _day_start(now) + timedelta(days=1)
+        return {
+            "key": key, "now": now, "resets_at": resets_at,
+            "resets_in_s": int(math.ceil((resets_at - now).total_seconds())),
+            "active_songs": {"used": used["queued"] + used["running"], "limit": limits.active_songs},
+            "songs_per_day": {"used": used["songs_today"], "limit": limits.songs_per_day},
+            "audio_minutes_per_day": {"used": round(used["audio_s_today"] / 60.0, 3),
+                                      "limit": limits.audio_minutes_per_day},
+            "queued": {"used": used["queued"], "limit": self.max_queued_per_owner},
+            "running": used["running"],
+        }
+
+    def revoke_key(self, key_id: str, *, cancel_jobs: bool = True) -> tuple[ApiKey, int]:
+        """Revoke an API key and (by default) cancel its queued songs and ask its running ones to
+        stop, as the owner's own cancel would. Returns the key and how many songs were cancelled."""
+        key = self.keys.revoke(key_id)
+        cancelled = 0
+        if cancel_jobs:
+            with self.db.tx(write=False) as conn:
+                ids = conn.execute(select(jobs.c.id).where(jobs.c.owner == key.owner, jobs.c.status.in_(_ACTIVE))
+                                   ).scalars().all()
+            for job_id in ids:
+                if self.request_cancel(job_id, key.owner) is not None:
+                    cancelled += 1
+        return key, cancelled
 
     @staticmethod
     def _replay(row: Any, rhash: str) -> tuple[Job, bool]:
@@ -306,17 +433,27 @@ class JobStore:
         return page, next_cursor
 
     def queue_position(self, job_id: str) -> int | None:
-        """1-based position among queued jobs (1 = next to run); None when not queued."""
+        """1-based position among queued jobs (1 = next to run); None when not queued.
+
+        Claims take owners in turn, so this is the round-robin estimate: the job is its owner's
+        k-th, and every other owner gets at most k - 1 turns before it (exact for one owner)."""
         if not is_job_id(job_id):
             return None
         with self.db.tx(write=False) as conn:
-            row = conn.execute(select(jobs.c.pk, jobs.c.status).where(jobs.c.id == job_id)).first()
+            row = conn.execute(select(jobs.c.pk, jobs.c.status, jobs.c.owner).where(jobs.c.id == job_id)).first()
             if row is None or row.status != "queued":
                 return None
-            return int(conn.execute(
+            k = int(conn.execute(
                 select(func.count()).select_from(jobs)
-                .where(jobs.c.status == "queued", jobs.c.pk <= row.pk)
+                .where(jobs.c.status == "queued", jobs.c.owner == row.owner, jobs.c.pk <= row.pk)
             ).scalar_one())
+            if k == 1:
+                return 1  # the owner's next job: no other owner gets a turn before it (estimate)
+            others = conn.execute(
+                select(func.count()).where(jobs.c.status == "queued", jobs.c.owner != row.owner)
+                .group_by(jobs.c.owner)
+            ).scalars().all()
+            return k + sum(min(int(n), k - 1) for n in others)
 
     def is_cancel_requested(self, job_id: str) -> bool:
         """True once the owner asked to cancel the job (or it is already cancelled)."""
@@ -337,8 +474,39 @@ class JobStore:
 
     # -- worker side ------------------------------------------------------------------------
 
+    def _fair_candidate(self, conn: Connection) -> Any:
+        """The next queued job, fairly across owners, row-locked (SKIP LOCKED) on PostgreSQL.
+
+        Owners with queued jobs are ranked by (running jobs, last time one of theirs started --
+        never first, oldest queued job); the first owner whose oldest queued job is not locked by
+        a concurrent claimer gets it. Within an owner the order stays FIFO. So a caller with 500
+        queued songs holds back another caller's first song by at most one turn, not 500 songs.
+        """
+        q, r = jobs.alias("q"), jobs.alias("r")
+        running = (select(func.count()).select_from(r)
+                   .where(r.c.owner == q.c.owner, r.c.status == "running").scalar_subquery().label("running"))
+        last = (select(func.max(r.c.started_at)).where(r.c.owner == q.c.owner)
+                .scalar_subquery().label("last_started"))
+        first = func.min(q.c.pk).label("first_pk")
+        ranked = conn.execute(
+            select(q.c.owner, first, running, last).where(q.c.status == "queued").group_by(q.c.owner)
+            .order_by(running, last.nulls_first(), first).limit(16)
+        ).all()
+        for ranked_owner in ranked:
+            row = conn.execute(self.db.lock(
+                select(jobs).where(jobs.c.status == "queued", jobs.c.owner == ranked_owner.owner)
+                .order_by(jobs.c.pk).limit(1), skip_locked=True,
+            )).mappings().first()
+            if row is not None:
+                return row
+        # Every ranked owner's next job is being claimed right now: take any unlocked one.
+        return conn.execute(self.db.lock(
+            select(jobs).where(jobs.c.status == "queued").order_by(jobs.c.pk).limit(1), skip_locked=True,
+        )).mappings().first()
+
     def claim(self, worker_id: str) -> Job | None:
-        """Atomically take a lease-expired running job (resumed) or else the oldest queued one."""
+        """Atomically take a lease-expired running job (resumed) or else the next queued one,
+        fairly across owners (``_fair_candidate``)."""
         if not worker_id:
             raise ValueError("worker_id is required")
         with self.db.tx() as conn:
@@ -351,10 +519,7 @@ class JobStore:
                 )).mappings().first()
                 if row is None:
                     resumed = False
-                    row = conn.execute(self.db.lock(
-                        select(jobs).where(jobs.c.status == "queued").order_by(jobs.c.pk).limit(1),
-                        skip_locked=True,
-                    )).mappings().first()
+                    row = self._fair_candidate(conn)
                 if row is None:
                     return None
                 if row["cancel_requested"]:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -93,11 +94,15 @@ jobs = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("parent_id", String(32), nullable=True),  # an edit's source song (0002)
     Column("deleted_at", UTCDateTime(), nullable=True),  # a deleted song's tombstone (0002)
+    Column("audio_s", Float(), nullable=True),  # requested seconds x takes: the audio quota's cost (0003)
     UniqueConstraint("owner", "idempotency_key"),
     Index(None, "owner", "pk"),
     Index(None, "status", "pk"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "parent_id"),
+    Index(None, "owner", "status"),  # active songs per owner; the fair claim's running counts (0003)
+    Index(None, "owner", "created_at"),  # songs and audio per day (0003)
+    Index(None, "owner", "started_at"),  # the fair claim's "least recently served" (0003)
 )
 
 job_events = Table(
@@ -145,4 +150,33 @@ webhook_attempts = Table(
     Column("error", Text, nullable=True),
     Column("duration_ms", Integer, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# API keys (0003): only the SHA-256 of each secret is stored. `owner` is what the key's jobs are
+# stored under, derived from the key's id (auth.key_owner_digest), so rotating the secret keeps
+# the songs. Quota columns are per-key overrides: NULL = the configured default, -1 = unlimited.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("owner", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("rotated_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("active_songs", Integer, nullable=True),
+    Column("songs_per_day", Integer, nullable=True),
+    Column("audio_minutes_per_day", Float(), nullable=True),
+)
+
+# Shared request-rate state (0003): one GCRA row per caller (its owner digest). `tat` is the
+# "theoretical arrival time" in epoch seconds of the application clock; every ingress replica
+# updates the same row, so N replicas allow the configured rate once, not N times.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("tat", Float(), nullable=False),
 )

@@ -224,13 +224,18 @@ def fake_services(db_path, *, store: ObjectStore | None = None, models: FakeMode
                   concurrency: int = 4, max_queued: int = 100, song_timeout_s: float = 30.0,
                   rate_limit=None, links=None, max_attempts: int = 3, clock=None,
                   heartbeat_s: float = 0.05, lease_s: float = 15.0, allow_private_webhooks: bool = True,
-                  max_upload_bytes: int = 8 * 1024 * 1024) -> FakeStack:
+                  max_upload_bytes: int = 8 * 1024 * 1024, max_queued_per_owner: int | None = None,
+                  quotas=None, key_cache_ttl_s: float = 3.0, auth_clock=None, database_url: str | None = None
+                  ) -> FakeStack:
     """The production wiring (serve_app.ingress) with fake models and storage and a real SQLite
-    job store. Call `start()` on the runner inside the test's event loop to run songs."""
+    job store. Call `start()` on the runner inside the test's event loop to run songs.
+
+    `quotas` (a keystore.Quotas) are API keys' defaults (None: unlimited); `auth_clock` is the
+    key cache's monotonic clock; `database_url` puts the job store elsewhere (PostgreSQL)."""
     import functools
 
     from serve_app.api import Services
-    from serve_app.auth import TokenDigests, digest
+    from serve_app.auth import Authenticator, TokenDigests, digest
     from serve_app.jobs.runner import JobRunner, RunnerSettings
     from serve_app.jobs.store import JobStore
     from serve_app.jobs.urlguard import check_webhook_url
@@ -239,8 +244,11 @@ def fake_services(db_path, *, store: ObjectStore | None = None, models: FakeMode
 
     models = models or FakeModels()
     store = store if store is not None else InMemoryStore()
-    jobs = JobStore(f"sqlite:///{db_path}", max_queued=max_queued, max_attempts=max_attempts, clock=clock,
-                    lease_s=lease_s)
+    jobs = JobStore(database_url or f"sqlite:///{db_path}", max_queued=max_queued, max_attempts=max_attempts,
+                    clock=clock, lease_s=lease_s, max_queued_per_owner=max_queued_per_owner, quotas=quotas)
+    tokens = TokenDigests((digest(API_TOKEN), digest(OTHER_TOKEN)))
+    auth = Authenticator(tokens, jobs.keys, ttl_s=key_cache_ttl_s,
+                         **({"clock": auth_clock} if auth_clock is not None else {}))
     composer = SongComposer(models, store, key_prefix="songs")
     runner = JobRunner(jobs, composer, RunnerSettings(concurrency=concurrency, poll_interval_s=0.02,
                                                       heartbeat_s=heartbeat_s, drain_timeout_s=0.5,
@@ -258,10 +266,10 @@ def fake_services(db_path, *, store: ObjectStore | None = None, models: FakeMode
 
     services = Services(
         store=store, jobs=jobs, runner=runner, webhooks=webhooks,
-        tokens=TokenDigests((digest(API_TOKEN), digest(OTHER_TOKEN))),
+        tokens=tokens,
         probes={**models.probes(), "storage": storage_ready, "jobs": jobs_ready},
         url_guard=guard, url_ttl_s=600, song_timeout_s=song_timeout_s, health_timeout_s=2.0,
         max_body_bytes=64 * 1024, rate_limit=rate_limit, links=links,
-        music_capabilities=models.music_capabilities, max_upload_bytes=max_upload_bytes,
+        music_capabilities=models.music_capabilities, max_upload_bytes=max_upload_bytes, auth=auth,
     )
     return FakeStack(services, models, store, jobs, runner, composer)

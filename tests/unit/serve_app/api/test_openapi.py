@@ -26,6 +26,7 @@ OPERATION_IDS = {
     ("post", "/v1/uploads/{upload_id}/complete"): "complete_upload",
     ("get", "/v1/uploads/{upload_id}"): "get_upload",
     ("delete", "/v1/uploads/{upload_id}"): "delete_upload",
+    ("get", "/v1/usage"): "get_usage",
     ("get", "/files/{key}"): "download_file",
 }
 

@@ -111,4 +111,4 @@ def test_engine_urls() -> None:
 
 
 def test_single_migration_head() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
