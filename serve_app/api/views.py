@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from fastapi import Request
 
 from serve_app.api.deps import Services, off_loop
 from serve_app.api.schemas import SongJobPublic, SongPublic
 from serve_app.jobs.records import Job
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
 
 def absolute(url: str, request: Request) -> str:
-    return str(request.base_url).rstrip("/") + url if url.startswith("/") else url
+    """A link of the server's own (`/files/...`) as callers get it. Never from the request's Host
+    header (or X-Forwarded-Host): whoever can forge one would get links to their own server.
+
+    Storage gives absolute links when `storage.public_base_url` is configured (do that whenever
+    callers are not on this machine). Otherwise: the address the connection was accepted on
+    when that is loopback (a dev stack: http://127.0.0.1:8000/files/...), else the relative
+    link (`/files/...`, resolved against the API's URL by browsers and the client), so that no
+    internal address is handed out either."""
+    if not url.startswith("/"):
+        return url
+    server = request.scope.get("server")
+    if not server or not server[0] or not _loopback(str(server[0])):
+        return url
+    host, port = str(server[0]), server[1]
+    scheme = request.scope.get("scheme") or "http"
+    netloc = f"[{host}]" if ":" in host else host
+    if port and port != DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}{url}"
 
 
 def song_public(result: dict, request: Request, svc: Services) -> SongPublic:
