@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,6 +32,10 @@ MAX_DESCRIPTION_CHARS = 2000
 MAX_PROMPT_CHARS = 500
 MAX_LYRICS_CHARS = 5000
 TEXT_FIELDS = ("full_described_song", "prompt", "lyrics", "described_lyrics", "webhook_url")
+SUNG_FIELDS = ("full_described_song", "prompt", "described_lyrics")  # what a song is made from
+# Every request body is strict: a number is a JSON number and a boolean a JSON boolean (no "30",
+# no `true` for a seed, no 2.0 for a count); a JSON integer is still a valid float.
+STRICT = ConfigDict(extra="forbid", strict=True)
 _KEYSCALE_BY_LOWER = {k.lower(): k for k in KEYSCALES}
 
 # C0 controls other than tab/newline/carriage return, and DEL: PostgreSQL cannot store NUL in text
@@ -39,10 +44,16 @@ _KEYSCALE_BY_LOWER = {k.lower(): k for k in KEYSCALES}
 _UNSAFE_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
+def has_substance(text: str) -> bool:
+    """A letter or a digit, in any script (zero-width and other format characters, spaces,
+    punctuation and symbols alone are nothing to sing about)."""
+    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
+
+
 class SongOptions(BaseModel):
     """Rendering options shared by every generate endpoint."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     audio_duration: float = Field(
         default=180.0,
@@ -94,6 +105,14 @@ class SongOptions(BaseModel):
                              "surrogates")
         return value
 
+    @field_validator(*SUNG_FIELDS, check_fields=False)
+    @classmethod
+    def _singable(cls, value: str | None) -> str | None:
+        if value is not None and not has_substance(value):
+            raise ValueError("must contain a letter or digit (only spaces, punctuation, symbols or zero-width "
+                             "characters is nothing to sing about)")
+        return value
+
     @field_validator("webhook_url", check_fields=False)
     @classmethod
     def _sendable_url(cls, value: str | None) -> str | None:
@@ -131,7 +150,7 @@ class GenerateWithDescribedLyrics(SongOptions):
 class SongSource(BaseModel):
     """What an edit starts from: one of your songs (a take of it) or one of your uploads."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     song_id: str | None = Field(default=None, pattern="^[0-9a-f]{32}$", description="A finished song of yours.")
     take: int = Field(default=0, ge=0, lt=MAX_TAKES, description="Which take of that song (0 = the first).")
@@ -151,7 +170,7 @@ class EditCreate(BaseModel):
 
     Tags and lyrics default to the source song's (an upload has none: give `prompt`)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"task": "repaint", "source": {"song_id": "0123456789abcdef0123456789abcdef", "take": 0},
          "repaint_start_s": 20, "repaint_end_s": 35},
         {"task": "extend", "source": {"song_id": "0123456789abcdef0123456789abcdef"}, "extend_s": 30},
@@ -190,6 +209,7 @@ class EditCreate(BaseModel):
     _keyscale = field_validator("keyscale")(SongOptions._keyscale.__func__)
     _safe_text = field_validator("prompt", "lyrics", "webhook_url")(SongOptions._safe_text.__func__)
     _sendable_url = field_validator("webhook_url")(SongOptions._sendable_url.__func__)
+    _singable = field_validator("prompt")(SongOptions._singable.__func__)
 
     @model_validator(mode="after")
     def _task_fields(self) -> EditCreate:
@@ -305,7 +325,7 @@ class SongCreate(SongOptions):
     """One body for every mode: a description; tags + lyrics; tags + a lyrics description; or
     tags alone with `instrumental: true`."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"full_described_song": "an upbeat synthwave song about driving at night", "audio_duration": 60},
         {"prompt": "lofi, piano, rain", "lyrics": "[verse]\nrain on the window", "audio_duration": 30,
          "variations": 2, "bpm": 80, "keyscale": "A minor"},
