@@ -225,11 +225,11 @@ class KeyStore:
         now = now or self.db.now()
         stale = now - timedelta(seconds=min_interval_s)
         with self.db.tx() as conn:
-            result = conn.execute(update(api_keys).where(
+            row = conn.execute(update(api_keys).where(
                 api_keys.c.id == key_id,
                 or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at <= stale),
-            ).values(last_used_at=now))
-        return bool(result.rowcount)
+            ).values(last_used_at=now).returning(api_keys.c.id)).first()
+        return row is not None
 
 
 def is_key_secret(token: str | None) -> bool:
@@ -252,19 +252,22 @@ class SharedRateLimits:
         """0 when allowed (and counted), else the seconds until a request would be."""
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate_per_s must be > 0 and burst >= 1")
-        t = (now or self.db.now()).timestamp()
         interval = 1.0 / rate_per_s
         window = burst * interval
         greatest = func.greatest if self.db.pg else func.max
-        start = greatest(rate_limits.c.tat, t)
-        spend = update(rate_limits).where(
-            rate_limits.c.key == key, start + interval - t <= window + 1e-9,
-        ).values(tat=start + interval).returning(rate_limits.c.tat)
         with self.db.tx() as conn:
+            # Read the clock inside the transaction: on SQLite it holds the write lock already, so
+            # the times the row sees only move forward.
+            t = (now or self.db.now()).timestamp()
+            start = greatest(rate_limits.c.tat, t)
+            spend = update(rate_limits).where(
+                rate_limits.c.key == key, start + interval - t <= window + 1e-9,
+            ).values(tat=start + interval).returning(rate_limits.c.tat)
             if conn.execute(spend).first() is not None:
                 return 0.0
             ins = (pg_insert if self.db.pg else sqlite_insert)(rate_limits).values(key=key, tat=t + interval)
-            if conn.execute(ins.on_conflict_do_nothing(index_elements=["key"])).rowcount:
+            ins = ins.on_conflict_do_nothing(index_elements=["key"]).returning(rate_limits.c.key)
+            if conn.execute(ins).first() is not None:
                 return 0.0  # the caller's first request
             # Either over the limit, or (PostgreSQL) a concurrent first request inserted the row
             # after our UPDATE missed it: try once more now that it exists.
