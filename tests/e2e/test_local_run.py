@@ -65,12 +65,14 @@ class LocalRun:
             preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None,
         )
 
-    def wait_healthy(self, base_url: str, timeout_s: float = 240) -> dict:
+    def wait_healthy(self, base_url: str, timeout_s: float = 240, token: str | None = None) -> dict:
+        """/health's answer once ready (per-deployment details only with a token)."""
         deadline = time.monotonic() + timeout_s
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
-                r = httpx.get(base_url + "/health", timeout=5)
+                r = httpx.get(base_url + "/health", timeout=5, headers=headers)
                 if r.status_code == 200:
                     return r.json()
             except httpx.HTTPError:
@@ -127,7 +129,7 @@ def test_lean_stack_serves_then_stops_without_losing_a_song(dev_config, secrets_
     base = dev_config["base_url"]
     run = LocalRun(dev_config["config"], secrets_env, dev_config["log"])
     try:
-        health = run.wait_healthy(base)
+        health = run.wait_healthy(base, token=api_token)
         assert health["status"] == "ok", health
         assert all(d["ready"] for d in health["deployments"].values()), health
 

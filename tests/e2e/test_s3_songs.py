@@ -61,7 +61,7 @@ def test_song_lands_in_the_bucket(s3_app, s3_server):
 
 
 def test_health_reports_the_bucket(s3_app):
-    r = httpx.get(s3_app["base_url"] + "/health", timeout=30)
+    r = httpx.get(s3_app["base_url"] + "/health", timeout=30, headers={"Authorization": f"Bearer {s3_app['token']}"})
     assert r.status_code == 200 and r.json()["deployments"]["storage"]["detail"] == "s3"
 
 

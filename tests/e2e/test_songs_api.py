@@ -73,8 +73,11 @@ def check_song(song_api, client, body: dict, song: dict) -> None:
     assert not tmp.exists() or not any(tmp.iterdir())
 
 
-def test_health_needs_no_token_and_reports_every_deployment(song_api):
-    r = httpx.get(song_api["base_url"] + "/health", timeout=30)
+def test_health_needs_no_token_and_reports_every_deployment_to_a_key_holder(song_api):
+    public = httpx.get(song_api["base_url"] + "/health", timeout=30)
+    assert public.status_code == 200 and public.json() == {"status": "ok"}  # no details without a key
+    r = httpx.get(song_api["base_url"] + "/health", timeout=30,
+                  headers={"Authorization": f"Bearer {song_api['token']}"})
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
