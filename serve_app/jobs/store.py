@@ -492,6 +492,8 @@ class JobStore:
             select(q.c.owner, first, running, last).where(q.c.status == "queued").group_by(q.c.owner)
             .order_by(running, last.nulls_first(), first).limit(16)
         ).all()
+        if not ranked:
+            return None  # nothing queued (the idle workers' usual poll)
         for ranked_owner in ranked:
             row = conn.execute(self.db.lock(
                 select(jobs).where(jobs.c.status == "queued", jobs.c.owner == ranked_owner.owner)

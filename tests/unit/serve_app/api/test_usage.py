@@ -204,3 +204,21 @@ async def test_a_rotated_key_keeps_its_rate_budget(tmp_path):
         _, new = stack.jobs.keys.rotate(key.id)
         assert (await c.post("/auth-status", headers=bearer(new))).status_code == 429  # same owner, same budget
     stack.jobs.close()
+
+
+async def test_the_shared_limit_refuses_before_the_body_is_read(tmp_path):
+    """Over the rate, a POST is a 429 whatever its body: the guard answers before FastAPI reads it."""
+    stack = fake_services(tmp_path / "jobs.db", rate_limit=RateLimitArgs(requests_per_minute=1, burst=1),
+                          clock=WallClock())
+    read = []
+
+    async def body():
+        read.append(True)
+        yield b"{not json"
+
+    async with client_for(stack) as c:
+        assert (await c.post("/auth-status", headers=AUTH)).status_code == 200
+        r = await c.post("/v1/songs", content=body(), headers={**AUTH, "Content-Type": "application/json"})
+        assert r.status_code == 429 and r.json()["message"].startswith("rate limit exceeded")
+    assert read == []  # httpx streams the body only when the app asks for it
+    stack.jobs.close()
