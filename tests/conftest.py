@@ -53,7 +53,9 @@ def fast_app_args(storage_dir: str, **override) -> dict:
                            "max_new_tokens_tags": 24, "max_new_tokens_meta": 16}},
         "storage": {"local_dir": storage_dir},
         "jobs": {"sqlite_path": f"{storage_dir}/jobs.db", "allow_private_webhooks": True, "heartbeat_s": 0.5,
-                 "poll_interval_s": 0.2, "max_queued": 8, "webhook_backoff_base_s": 0.5},
+                 "poll_interval_s": 0.2, "max_queued": 8, "webhook_backoff_base_s": 0.5,
+                 # One test token submits whole bursts: the per-owner queue share has its own tests.
+                 "max_queued_per_owner": 8},
         "auth": {"generate_dev_token": False},
         # Tests submit bursts on purpose; the rate limit has its own tests.
         "ingress": {"rate_limit": {"requests_per_minute": 60000, "burst": 1000}},

@@ -115,7 +115,7 @@ def test_create_get_and_public_view(store: JobStore) -> None:
     pub = job.public()
     assert set(pub) == {
         "id", "status", "mode", "stage", "progress", "attempts", "cancel_requested", "error",
-        "result", "request", "idempotency_key", "webhook_url", "created_at", "started_at",
+        "result", "request", "parent_id", "idempotency_key", "webhook_url", "created_at", "started_at",
         "finished_at", "updated_at", "last_event_seq",
     }
     assert pub["request"] == REQ and pub["progress"] is None and pub["created_at"].endswith("Z")
