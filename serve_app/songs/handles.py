@@ -51,31 +51,66 @@ async def _cancelling(response) -> Any:
         raise
 
 
+# A call whose replica died is made once more, in the same song attempt. Serve's router drops a
+# replica from its rotation when a call to it fails with ActorDiedError, so the second call goes
+# to a live replica or waits for Serve's replacement. Without it the song loses its attempt, and
+# its retry, claimed by another ingress replica whose router has not heard of the death yet, can
+# lose the next attempt to the same dead replica (seen in the chaos test: one Cover kill, two
+# attempts): with three ingress replicas one replica crash could use up jobs.max_attempts.
+REPLICA_LOST_RETRIES = 1
+
+
+def replica_lost(exc: BaseException) -> bool:
+    """The replica the call went to died (or cannot be reached): worth one more call."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+    return isinstance(exc, ActorDiedError | ActorUnavailableError)
+
+
+async def _surviving(call: Callable[[], Any]) -> Any:
+    """`await call()` (a DeploymentResponse), made again when its replica died (see above)."""
+    for tries_left in range(REPLICA_LOST_RETRIES, -1, -1):
+        try:
+            return await _cancelling(call())
+        except Exception as exc:  # noqa: BLE001 - re-raised unless the replica died
+            if tries_left == 0 or not replica_lost(exc):
+                raise
+
+
 class RayHandles:
     def __init__(self, llm, music, cover):
         self.llm, self.music_handle, self.cover_handle = llm, music, cover
         self._music_stream = music.options(stream=True)
 
     async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
-        return await _cancelling(self.llm.tags.remote(description, instrumental, seed=seed))
+        return await _surviving(lambda: self.llm.tags.remote(description, instrumental, seed=seed))
 
     async def lyrics(self, subject: str, seed: int | None = None) -> Written:
-        return await _cancelling(self.llm.lyrics.remote(subject, seed=seed))
+        return await _surviving(lambda: self.llm.lyrics.remote(subject, seed=seed))
 
     async def meta(self, description: str, tags: list[str], seed: int | None = None) -> Written:
-        return await _cancelling(self.llm.meta.remote(description, tags, seed=seed))
+        return await _surviving(lambda: self.llm.meta.remote(description, tags, seed=seed))
 
     async def cover(self, req: CoverRequest) -> CoverResult:
-        return await _cancelling(self.cover_handle.generate.remote(req))
+        return await _surviving(lambda: self.cover_handle.generate.remote(req))
 
     async def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
-        stream = self._music_stream.generate_stream.remote(req, song_id)
-        try:
-            async for item in stream:
-                yield item
-        except (asyncio.CancelledError, GeneratorExit):
-            stream.cancel()  # the replica stops the render at its next step
-            raise
+        """The render's stream; rendered again from the start when its replica dies before the
+        first take came back (progress then starts over), like the other calls (see above)."""
+        for tries_left in range(REPLICA_LOST_RETRIES, -1, -1):
+            stream = self._music_stream.generate_stream.remote(req, song_id)
+            results = 0
+            try:
+                async for item in stream:
+                    results += item[0] == "result"
+                    yield item
+                return
+            except (asyncio.CancelledError, GeneratorExit):
+                stream.cancel()  # the replica stops the render at its next step
+                raise
+            except Exception as exc:  # noqa: BLE001 - re-raised unless the replica died first
+                if tries_left == 0 or results or not replica_lost(exc):
+                    raise
 
     async def music_capabilities(self) -> MusicCapabilities:
         return await self.music_handle.capabilities.remote()

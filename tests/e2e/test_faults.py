@@ -99,7 +99,9 @@ def test_music_replica_killed_mid_song_is_replaced_and_the_job_retried(app, serv
     final = done(app, job["id"])
     print(f"\nmusic replica killed: job succeeded {time.monotonic() - t0:.1f}s later on attempt {final['attempts']}")
     assert final["status"] == "succeeded", final["error"]
-    assert final["attempts"] == 2
+    # The ingress renders it again on the replacement replica within the same attempt
+    # (serve_app/songs/handles.py: a call whose replica died is made once more).
+    assert final["attempts"] == 1
     assert music_pids(serve_cluster) and pid not in music_pids(serve_cluster)
     assert [k.rsplit("/", 1)[1] for k in song_objects(servers[0], job["id"])] == ["audio.wav", "cover.png",
                                                                                   "manifest.json"]
