@@ -78,15 +78,23 @@ class ServeCluster:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def deploy(self, args: dict[str, Any], *, name: str, route_prefix: str, token: str, timeout_s: float = 180):
-        """Build the app exactly as `serve run` would (through build_app) and wait for /health."""
+    def deploy(self, args: dict[str, Any], *, name: str, route_prefix: str, token: str, timeout_s: float = 180,
+               placement: dict[str, dict[str, Any]] | None = None):
+        """Build the app exactly as `serve run` would (through build_app) and wait for /health.
+
+        `placement` adds options the app args do not carry to named deployments (see `place`):
+        custom resources pinning replicas to a node, `max_replicas_per_node`.
+        """
         from ray import serve
 
         from serve_app.app import build_app
 
         os.environ["API_BEARER_TOKEN"] = token
         os.environ.setdefault("STORAGE_SIGNING_SECRET", secrets.token_urlsafe(32))
-        serve.run(build_app(args), name=name, route_prefix=route_prefix, blocking=False)
+        app = build_app(args)
+        if placement:
+            app = place(app, placement)
+        serve.run(app, name=name, route_prefix=route_prefix, blocking=False)
         url = self.base_url + route_prefix.rstrip("/") + "/health"
         deadline = time.monotonic() + timeout_s
         last = None
@@ -100,10 +108,62 @@ class ServeCluster:
             time.sleep(0.5)
         raise RuntimeError(f"app {name} not healthy after {timeout_s:.0f}s: {last!r}")
 
+    @property
+    def gcs_address(self) -> str:
+        """The head's GCS address (what `ray start --address` takes to join another node)."""
+        import ray
+
+        return ray.get_runtime_context().gcs_address
+
+    @property
+    def head_node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def add_node(self, name: str = "node-b", **kwargs):
+        """Another Ray node on this machine, joined to this cluster (`serve_app.localdev.nodes`)."""
+        from serve_app.localdev.nodes import WorkerNode
+
+        return WorkerNode(self.gcs_address, name=name, **kwargs).start()
+
     def delete(self, name: str) -> None:
         from ray import serve
 
         serve.delete(name)
+
+
+def place(app, placement: dict[str, dict[str, Any]]):
+    """`app` (an Application graph from build_app) with extra options for the deployments named in
+    `placement`: `{"Music": {"resources": {"node_b": 0.01}, "max_replicas_per_node": 1}}`.
+
+    `resources` is merged into the deployment's `ray_actor_options` (custom resources, e.g. ones only
+    one node has); any other key goes to `Deployment.options` as is. Deployments not named keep
+    what the app args gave them; the bound arguments (handles to the other deployments) are
+    rebuilt the same way, so nested deployments can be placed too.
+    """
+    from ray.serve import Application
+
+    unknown = set(placement)
+
+    def rebuild(value):
+        if not isinstance(value, Application):
+            return value
+        dep = value._bound_deployment  # what build_app bound; there is no public getter
+        args = tuple(rebuild(a) for a in dep.init_args)
+        kwargs = {k: rebuild(v) for k, v in dep.init_kwargs.items()}
+        extra = dict(placement.get(dep.name, {}))
+        unknown.discard(dep.name)
+        if "resources" in extra:
+            actor = dict(dep.ray_actor_options or {})
+            actor["resources"] = {**actor.get("resources", {}), **extra.pop("resources")}
+            extra["ray_actor_options"] = actor
+        return (dep.options(**extra) if extra else dep).bind(*args, **kwargs)
+
+    out = rebuild(app)
+    if unknown:
+        raise ValueError(f"no deployments named {sorted(unknown)} in the app")
+    return out
 
 
 ACCELERATOR_RESOURCE_PREFIX = "accelerator_type:"  # how Ray names a node's accelerator type as a resource

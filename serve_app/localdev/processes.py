@@ -36,3 +36,32 @@ def process_tree(root: int) -> list[int]:
                 tree.add(child)
                 frontier.append(child)
     return sorted(tree)
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time the process has used so far, in seconds (raises OSError if gone)."""
+    import os
+
+    fields = stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_rate(pid: int | str, window_s: float = 0.3) -> float:
+    """CPU cores the process keeps busy over the next `window_s` seconds (0.0 when it is gone)."""
+    import time
+
+    try:
+        t0, c0 = time.monotonic(), cpu_seconds(pid)
+        time.sleep(window_s)
+        return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    except OSError:
+        return 0.0
+
+
+def rss_bytes(pid: int | str) -> int:
+    """Resident memory of the process (VmRSS), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
