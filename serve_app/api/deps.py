@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app.api import errors
@@ -91,3 +91,7 @@ errors.ERRORS.setdefault(KeyRevoked, errors.Rule(401, lambda _: str(Unauthorized
 async def off_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Job-store calls are blocking: run them on a thread so the event loop keeps serving."""
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+IdempotencyKey = Annotated[
+    str | None, Header(min_length=1, max_length=200, description="Same key and body: same job; other body: 409.")
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from serve_app.api.deps import Services, off_loop
 from serve_app.api.schemas import SongJobPublic, SongPublic
@@ -61,3 +62,10 @@ async def job_public(job: Job, request: Request, svc: Services) -> SongJobPublic
     if job.status == "queued":
         data["queue_position"] = await off_loop(svc.jobs.queue_position, job.id)
     return SongJobPublic.model_validate(data)
+
+
+async def accepted(job: Job, created: bool, request: Request, svc: Services) -> JSONResponse:
+    """A submitted job: 202 when new, 200 when an Idempotency-Key replayed it; Location either way."""
+    public = await job_public(job, request, svc)
+    return JSONResponse(status_code=202 if created else 200, content=public.model_dump(mode="json"),
+                        headers={"Location": f"/v1/songs/{job.id}"})

@@ -7,17 +7,15 @@ can do; a repaint range lies inside the source; an extend stays within 600 s.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from deployments.protocol import BASE_ONLY_TASKS, MusicCapabilities
-from serve_app.api.deps import Owner, Services, Svc, off_loop
+from serve_app.api.deps import IdempotencyKey, Owner, Services, Svc, off_loop
 from serve_app.api.errors import FieldInvalid, SourceNotFound, SourceNotReady
 from serve_app.api.schemas import MAX_DURATION_S, EditCreate, SongJobPublic
 from serve_app.api.submit import submit
-from serve_app.api.views import job_public
+from serve_app.api.views import accepted
 from serve_app.songs.sources import get_upload, song_source, upload_source
 from serve_app.vocabulary import SongMode
 
@@ -71,10 +69,7 @@ async def create_edit(
     request: Request,
     svc: Svc,
     owner: Owner,
-    idempotency_key: Annotated[
-        str | None,
-        Header(min_length=1, max_length=200, description="Same key and body: same job; other body: 409."),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue an edit; answers 202 with the new song's job (its id is the new song's id)."""
     caps = await capabilities(svc)
@@ -95,6 +90,4 @@ async def create_edit(
     request_body["instrumental"] = bool(source.get("instrumental")) and inherit_lyrics
     job, created = await submit(svc, owner, SongMode(body.task), request_body, idempotency_key=idempotency_key,
                                 webhook_url=body.webhook_url, parent_id=source.get("song_id"))
-    public = await job_public(job, request, svc)
-    return JSONResponse(status_code=202 if created else 200, content=public.model_dump(mode="json"),
-                        headers={"Location": f"/v1/songs/{job.id}"})
+    return await accepted(job, created, request, svc)

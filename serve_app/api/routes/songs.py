@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from serve_app.api.deps import JobId, Owner, Svc, off_loop
+from serve_app.api.deps import IdempotencyKey, JobId, Owner, Svc, off_loop
 from serve_app.api.errors import JobNotFound
 from serve_app.api.schemas import SongCreate, SongJobList, SongJobPublic
 from serve_app.api.submit import submit
-from serve_app.api.views import job_public
+from serve_app.api.views import accepted, job_public
 from serve_app.songs import layout
 from serve_app.vocabulary import JobStatus, SongModeName
 
@@ -24,17 +24,12 @@ async def create_song(
     request: Request,
     svc: Svc,
     owner: Owner,
-    idempotency_key: Annotated[
-        str | None,
-        Header(min_length=1, max_length=200, description="Same key and body: same job; other body: 409."),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue a song; answers 202 at once with the job and its Location."""
     job, created = await submit(svc, owner, body.mode, body.song_request(),
                                 idempotency_key=idempotency_key, webhook_url=body.webhook_url)
-    public = await job_public(job, request, svc)
-    return JSONResponse(status_code=202 if created else 200, content=public.model_dump(mode="json"),
-                        headers={"Location": f"/v1/songs/{job.id}"})
+    return await accepted(job, created, request, svc)
 
 
 @router.get("", response_model=SongJobList)
