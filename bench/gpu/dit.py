@@ -81,7 +81,7 @@ def _timed_render(engine, gpu: Gpu, wl: Workload) -> dict[str, Any]:
 
     gpu.sync()
     t0 = time.perf_counter()
-    res = engine.render(music_request(wl), progress=progress)
+    res = engine.render(music_request(wl), progress=progress)[0]  # one take
     gpu.sync()
     wall = time.perf_counter() - t0
     steps = [b - a for a, b in zip(ends, ends[1:])]

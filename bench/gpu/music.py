@@ -33,8 +33,8 @@ def bench_music_variant(path: str, rt: Runtime, wl: Workload, gpu: Gpu, v: Varia
     req = music_request(wl)
     try:
         gpu.reset_peak()
-        first, first_s = timed(gpu, lambda: engine.generate(req))  # warm-up; includes compilation
-        runs = [timed(gpu, lambda: engine.generate(req)) for _ in range(wl.repeats)]
+        first, first_s = timed(gpu, lambda: engine.generate(req)[0])  # warm-up; includes compilation
+        runs = [timed(gpu, lambda: engine.generate(req)[0]) for _ in range(wl.repeats)]
         mem_run = gpu.snapshot()
     finally:
         del engine

@@ -33,7 +33,7 @@ def _case(engine, gpu: Gpu, wl: Workload, seconds: float, tiled: bool) -> dict[s
     rss_reset = reset_rss_peak()
     try:
         with timed_calls(engine.pipe.vae, "decode", gpu, decodes):
-            res, wall = timed(gpu, lambda: engine.render(music_request(wl, duration_s=seconds)))
+            res, wall = timed(gpu, lambda: engine.render(music_request(wl, duration_s=seconds))[0])
     except Exception as exc:  # noqa: BLE001 - an untiled long song failing is a result
         from bench.gpu.measure import error_entry
 
