@@ -25,6 +25,16 @@ EXEMPT_PATHS = ("/health", "/files/", "/docs", "/openapi.json", "/redoc")
 UPLOAD_PATH = "/v1/uploads"  # audio files: their own, larger limit
 
 
+def route_path(scope) -> str:
+    """The path the app's routes see: behind a route prefix (Serve's `route_prefix`, a proxy's
+    root_path) `scope["path"]` still starts with the prefix, which the checks here must not see,
+    or `/songs/health` would be rate limited and `/songs/v1/uploads` held to the JSON body limit."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        return path[len(root.rstrip("/")):] or "/"
+    return path
+
+
 class BodySizeLimit:
     """413 for bodies over `max_bytes` (`upload_max_bytes` for POST /v1/uploads), by Content-Length
     up front or by counting a streamed body."""
@@ -36,7 +46,7 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.upload_max_bytes if scope.get("path", "").rstrip("/") == UPLOAD_PATH else self.max_bytes
+        limit = self.upload_max_bytes if route_path(scope).rstrip("/") == UPLOAD_PATH else self.max_bytes
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         too_big = errors.BodyTooLarge(limit)
@@ -153,7 +163,7 @@ class TokenBucketLimit:
         return (1 - b.tokens) / self.rate
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
+        if scope["type"] != "http" or route_path(scope).startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
         token = bearer_token(scope)
         if token and (self.tokens is None or self.tokens.verify(token)):
@@ -174,7 +184,7 @@ class SharedRateLimit:
         self.app, self.rate, self.burst, self.auth, self.limits = app, rate_per_s, burst, auth, limits
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
+        if scope["type"] != "http" or route_path(scope).startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
         token = bearer_token(scope)
         if token:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from serve_app.api import create_api
 from serve_app.args import RateLimitArgs
 from tests.unit.serve_app.api.conftest import AUTH
 
@@ -34,3 +36,32 @@ async def test_the_router_s_own_errors_have_the_same_shape(client):
     assert r.status_code == 404 and r.json() == {"detail": "Not Found", "message": "Not Found"}
     r = await client.put("/v1/songs", headers=AUTH)
     assert r.status_code == 405 and r.json()["message"] == "Method Not Allowed"
+
+
+@pytest.fixture
+async def prefixed(stack):
+    """The app behind a route prefix, as Serve's `route_prefix` mounts it: scope["path"] keeps the
+    prefix and scope["root_path"] names it."""
+    transport = httpx.ASGITransport(app=create_api(stack.services), root_path="/songs")
+    async with httpx.AsyncClient(transport=transport, base_url="http://songsmith.test") as c:
+        yield c
+
+
+async def test_behind_a_route_prefix_health_stays_exempt_from_the_rate_limit(prefixed):
+    codes = [(await prefixed.post("/songs/auth-status", headers=AUTH)).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]  # the limit still applies under the prefix
+    # Before, the exemption compared "/songs/health" with "/health": health was rate limited (and,
+    # with the job database down, a 503 error body instead of the health answer).
+    for _ in range(3):
+        r = await prefixed.get("/songs/health", headers=AUTH)
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+async def test_behind_a_route_prefix_uploads_keep_their_own_body_limit(prefixed):
+    body = b"\0" * (100 * 1024)  # over the 64 KiB JSON limit, under the upload limit
+    r = await prefixed.post("/songs/v1/uploads", content=body, headers={**AUTH, "Content-Type": "audio/wav"})
+    assert r.status_code != 413, r.text  # decoded (and refused as not audio), not cut off by size
+    assert r.status_code == 422 and "audio" in r.json()["message"]
+    r = await prefixed.post("/songs/v1/songs", content=b"{" + b" " * (70 * 1024) + b"}",
+                            headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 413
