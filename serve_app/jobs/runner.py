@@ -165,7 +165,10 @@ class JobRunner:
         while not self._stopping:
             try:
                 if len(self._runs) < self.settings.concurrency:
-                    job = await asyncio.to_thread(self.store.claim, self.worker_id)
+                    ended: list[str] = []
+                    job = await asyncio.to_thread(self.store.claim, self.worker_id, ended.append)
+                    for job_id in ended:  # cancelled or abandoned at the claim: their partial objects
+                        await self.composer.remove_partial(job_id)
                     if job is not None:
                         run = self._runs[job.id] = Run(job)
                         run.task = asyncio.get_running_loop().create_task(self._run(run))

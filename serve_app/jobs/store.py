@@ -506,11 +506,17 @@ class JobStore:
             select(jobs).where(jobs.c.status == "queued").order_by(jobs.c.pk).limit(1), skip_locked=True,
         )).mappings().first()
 
-    def claim(self, worker_id: str) -> Job | None:
+    def claim(self, worker_id: str, on_ended: Callable[[str], None] | None = None) -> Job | None:
         """Atomically take a lease-expired running job (resumed) or else the next queued one,
-        fairly across owners (``_fair_candidate``)."""
+        fairly across owners (``_fair_candidate``).
+
+        Candidates found cancelled, or abandoned too often, end here instead; those that had
+        started an attempt may have left objects in storage, so each one's id goes to `on_ended`
+        (after the commit) for the caller to remove them: nothing else would."""
         if not worker_id:
             raise ValueError("worker_id is required")
+        ended: list[str] = []
+        job: Job | None = None
         with self.db.tx() as conn:
             now = self.db.now()
             for _ in range(1000):  # bounded: each iteration removes one candidate for good
@@ -523,13 +529,16 @@ class JobStore:
                     resumed = False
                     row = self._fair_candidate(conn)
                 if row is None:
-                    return None
+                    break
                 if row["cancel_requested"]:
                     self._terminal(conn, jobs.c.pk == row["pk"], "cancelled", now)
+                    if row["attempts"]:
+                        ended.append(row["id"])
                     continue
                 if resumed and row["attempts"] >= self.max_attempts:
                     self._terminal(conn, jobs.c.pk == row["pk"], "failed", now, error=(
                         f"job abandoned: its worker stopped responding {row['attempts']} times"))
+                    ended.append(row["id"])
                     continue
                 new = conn.execute(update(jobs).where(jobs.c.pk == row["pk"]).values(
                     status="running", lease_owner=worker_id,
@@ -544,8 +553,11 @@ class JobStore:
                     log.warning("job %s: lease of %s expired; resumed by %s (attempt %d)",
                                 job.id, row["lease_owner"], worker_id, job.attempts)
                 self._append_event(conn, job.id, job.last_event_seq, "status", data, now)
-                return job
-        return None
+                break
+        if on_ended is not None:
+            for job_id in ended:
+                on_ended(job_id)
+        return job
 
     def heartbeat(self, job_id: str, worker_id: str) -> Lease:
         """Renew the lease and report HELD, CANCEL_REQUESTED (renewed) or LOST (stop now)."""

@@ -29,6 +29,7 @@ from serve_app.jobs import (
     owner_digest,
 )
 from serve_app.jobs.migrations import current_revision, head_revision, upgrade
+from serve_app.jobs.tables import jobs
 from tests.support.postgres import PostgresServer, make_postgres_fixture, require_postgres
 
 ALICE = owner_digest("alice-token")
@@ -357,7 +358,9 @@ def test_repeatedly_abandoned_job_fails(make_store, clock: FakeClock) -> None:
     clock.advance(6)
     assert store.claim("w2").attempts == 2
     clock.advance(6)
-    assert store.claim("w3") is None  # attempts exhausted: failed instead of resumed
+    ended: list[str] = []
+    assert store.claim("w3", ended.append) is None  # attempts exhausted: failed instead of resumed
+    assert ended == [job.id]  # its partial objects are the caller's to remove
     dead = store.get(job.id)
     assert dead.status == "failed" and "stopped responding" in dead.error
     assert [d.event for d in store.webhooks.deliveries(job.id)] == ["job.failed"]
@@ -443,9 +446,20 @@ def test_cancel_requested_job_of_a_dead_worker_is_cancelled_not_resumed(
     store.claim("w1")
     store.request_cancel(job.id, ALICE)
     clock.advance(6)
-    assert store.claim("w2") is None
+    ended: list[str] = []
+    assert store.claim("w2", ended.append) is None
     assert store.get(job.id).status == "cancelled"
     assert store.queue_position(job.id) is None
+    assert ended == [job.id]  # it had started: what it uploaded must go
+
+
+def test_a_job_cancelled_before_it_ever_ran_has_nothing_to_remove(store: JobStore) -> None:
+    job = store.create(ALICE, "lyrics", REQ)[0]
+    with store.db.tx() as conn:  # a cancel that landed between the queue read and the claim
+        conn.execute(jobs.update().where(jobs.c.id == job.id).values(cancel_requested=True))
+    ended: list[str] = []
+    assert store.claim("w1", ended.append) is None
+    assert store.get(job.id).status == "cancelled" and ended == []
 
 
 def test_release_with_pending_cancel_cancels(store: JobStore) -> None:

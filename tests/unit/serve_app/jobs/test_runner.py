@@ -122,6 +122,23 @@ async def test_a_song_whose_lease_moved_to_another_worker_stops_and_writes_nothi
     await s.runner.drain()
 
 
+async def test_a_job_abandoned_by_dead_workers_is_failed_and_its_partial_objects_removed(tmp_path):
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
+    s = fake_services(tmp_path / "jobs.db", clock=lambda: now[0], lease_s=5, max_attempts=1)
+    job, _ = s.jobs.create(OWNER, "lyrics", REQUEST)
+    assert s.jobs.claim("a-worker-that-dies").id == job.id  # its last attempt
+    s.store.objects[f"songs/{job.id}/cover.png"] = (b"png", "image/png")  # uploaded before it died
+    s.store.objects["songs/" + "f" * 32 + "/audio.wav"] = (b"wav", "audio/wav")  # another song's
+    now[0] += timedelta(seconds=60)  # its lease ran out
+    s.runner.start()
+    s.runner.wake()
+    await until(lambda: s.jobs.get(job.id).status == "failed")
+    assert "stopped responding" in s.jobs.get(job.id).error
+    await until(lambda: not any(k.startswith(f"songs/{job.id}/") for k in s.store.objects))
+    assert list(s.store.objects) == ["songs/" + "f" * 32 + "/audio.wav"]
+    await s.runner.drain()
+
+
 async def test_shutdown_hands_running_songs_back_to_the_queue(tmp_path):
     s = fake_services(tmp_path / "jobs.db")
     s.runner.start()
