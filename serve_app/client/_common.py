@@ -25,6 +25,36 @@ AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg",
                ".oga": "audio/ogg", ".opus": "audio/ogg"}
 
 
+# A proxy's 500/502/504 (an ingress replica killed with the request in flight: docs/reliability.md)
+# or a 503 (the job store briefly away) says nothing about whether the request took effect; it
+# is replayed only when that is safe: reads and deletes, and POSTs with an Idempotency-Key.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+MAX_RETRY_AFTER_S = 30.0
+
+
+def replayable(method: str, headers: Mapping[str, str] | None) -> bool:
+    return method.upper() in REPLAYABLE_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
+
+
+def retry_delay_s(retry: int, base_s: float, retry_after: str | None = None) -> float:
+    """The wait before retry number `retry` (1, 2, ...): the server's Retry-After seconds when it
+    sent some (capped), else exponential from `base_s`."""
+    if retry_after:
+        try:
+            return min(MAX_RETRY_AFTER_S, max(0.0, float(retry_after)))
+        except ValueError:
+            pass  # an HTTP date: use our own backoff
+    return min(8.0, base_s * 2 ** (retry - 1))
+
+
+def new_idempotency_key() -> str:
+    """One per create call, so the call's own retries cannot make a second song."""
+    import uuid
+
+    return f"songsmith-client-{uuid.uuid4().hex}"
+
+
 class SongsmithError(Exception):
     """The server refused a request (`status` is the HTTP status, `message` the server's own
     words), or, with `status` None, the client could not do what was asked."""

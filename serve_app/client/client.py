@@ -9,7 +9,9 @@
         files = api.download(job, "out/")           # every take, the cover, song.json
 
 Every non-2xx answer raises `SongsmithError(status, message)` with the server's own `message`;
-an unreachable server raises `SongsmithConnectionError`. Pass `transport=` (an httpx transport)
+an unreachable server raises `SongsmithConnectionError`. A 500/502/503/504 or a dropped connection
+is retried (`max_retries`, default 2; Retry-After honoured) where replaying is safe: reads, deletes,
+and creates, which always carry an Idempotency-Key (a fresh one per call unless given). Pass `transport=` (an httpx transport)
 to talk to an app in-process (tests) or through a proxy.
 
 Only httpx and the standard library are imported: the client runs on a laptop without torch or ray.
@@ -35,12 +37,16 @@ from ._common import (
     SongsmithConnectionError,
     SongsmithError,
     SSEParser,
+    RETRY_STATUSES,
     download_plan,
     drop_none,
     edit_body,
     edit_source,
     error_from,
+    new_idempotency_key,
     record,
+    replayable,
+    retry_delay_s,
     resolve_settings,
     same_origin,
     song_body,
@@ -121,10 +127,13 @@ class _Settings:
     """What both clients are configured with."""
 
     def __init__(self, base_url: str | None, token: str | None, *, timeout: float, max_reconnects: int,
-                 reconnect_delay_s: float, poll_interval_s: float):
+                 reconnect_delay_s: float, poll_interval_s: float, max_retries: int = 2):
         self.base_url, self.token = resolve_settings(base_url, token)
         if max_reconnects < 0:
             raise ValueError("max_reconnects must be >= 0")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.max_retries = max_retries
         self.timeout = httpx.Timeout(timeout, connect=min(10.0, timeout))
         self.stream_timeout = httpx.Timeout(timeout, connect=min(10.0, timeout), read=STREAM_READ_TIMEOUT_S)
         self.max_reconnects, self.reconnect_delay_s = max_reconnects, reconnect_delay_s
@@ -146,6 +155,12 @@ class _Settings:
             request.headers.pop("Authorization", None)
         return request
 
+    def _should_retry(self, retry: int, method: str, kw: dict, *, status: int | None = None) -> bool:
+        """Whether failure `retry` (1, 2, ...) of this request is retried: a transport error or a
+        RETRY_STATUSES answer, on a request that is safe to send again, within max_retries."""
+        return (retry <= self.max_retries and (status is None or status in RETRY_STATUSES)
+                and replayable(method, kw.get("headers")))
+
     def _unreachable(self, exc: Exception) -> SongsmithConnectionError:
         return SongsmithConnectionError(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}")
 
@@ -160,9 +175,10 @@ class Songsmith(_Settings):
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None, max_reconnects: int = 5,
-                 reconnect_delay_s: float = 0.5, poll_interval_s: float = 1.0):
+                 reconnect_delay_s: float = 0.5, poll_interval_s: float = 1.0, max_retries: int = 2):
         super().__init__(base_url, token, timeout=timeout, max_reconnects=max_reconnects,
-                         reconnect_delay_s=reconnect_delay_s, poll_interval_s=poll_interval_s)
+                         reconnect_delay_s=reconnect_delay_s, poll_interval_s=poll_interval_s,
+                         max_retries=max_retries)
         self._http = httpx.Client(base_url=self.base_url, headers=self.headers(), timeout=self.timeout,
                                   transport=transport)
 
@@ -178,13 +194,22 @@ class Songsmith(_Settings):
     # -- plumbing --
 
     def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            r = self._http.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
-        if r.status_code >= 400:
-            raise error_from(r.status_code, r.content, r.reason_phrase)
-        return r
+        retry = 0
+        while True:
+            retry += 1
+            try:
+                r = self._http.request(method, path, **kw)
+            except httpx.TransportError as exc:
+                if not self._should_retry(retry, method, kw):
+                    raise self._unreachable(exc) from None
+                time.sleep(retry_delay_s(retry, self.reconnect_delay_s))
+                continue
+            if r.status_code >= 400:
+                if self._should_retry(retry, method, kw, status=r.status_code):
+                    time.sleep(retry_delay_s(retry, self.reconnect_delay_s, r.headers.get("retry-after")))
+                    continue
+                raise error_from(r.status_code, r.content, r.reason_phrase)
+            return r
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         return self._request(method, path, **kw).json()
@@ -209,7 +234,7 @@ class Songsmith(_Settings):
 
     def create_song(self, *, idempotency_key: str | None = None, **fields: Unpack[SongFields]) -> Job:
         """`POST /v1/songs`: the queued job (202), or the job this Idempotency-Key made before."""
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
         return self._json("POST", "/v1/songs", json=song_body(fields), headers=headers)
 
     def list_songs(self, *, limit: int | None = None, cursor: str | None = None,
@@ -249,7 +274,7 @@ class Songsmith(_Settings):
                     **fields: Unpack[EditFields]) -> Job:
         """`POST /v1/edits`: a new song job from take `take` of `song_id`, or from `upload_id`."""
         body = edit_body(task, edit_source(song_id, take, upload_id), fields)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
         return self._json("POST", "/v1/edits", json=body, headers=headers)
 
     # -- uploads --
@@ -423,9 +448,10 @@ class AsyncSongsmith(_Settings):
 
     def __init__(self, base_url: str | None = None, token: str | None = None, *, timeout: float = 60.0,
                  transport: httpx.AsyncBaseTransport | None = None, max_reconnects: int = 5,
-                 reconnect_delay_s: float = 0.5, poll_interval_s: float = 1.0):
+                 reconnect_delay_s: float = 0.5, poll_interval_s: float = 1.0, max_retries: int = 2):
         super().__init__(base_url, token, timeout=timeout, max_reconnects=max_reconnects,
-                         reconnect_delay_s=reconnect_delay_s, poll_interval_s=poll_interval_s)
+                         reconnect_delay_s=reconnect_delay_s, poll_interval_s=poll_interval_s,
+                         max_retries=max_retries)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers(), timeout=self.timeout,
                                        transport=transport)
 
@@ -439,13 +465,22 @@ class AsyncSongsmith(_Settings):
         await self.aclose()
 
     async def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        try:
-            r = await self._http.request(method, path, **kw)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
-        if r.status_code >= 400:
-            raise error_from(r.status_code, r.content, r.reason_phrase)
-        return r
+        retry = 0
+        while True:
+            retry += 1
+            try:
+                r = await self._http.request(method, path, **kw)
+            except httpx.TransportError as exc:
+                if not self._should_retry(retry, method, kw):
+                    raise self._unreachable(exc) from None
+                await asyncio.sleep(retry_delay_s(retry, self.reconnect_delay_s))
+                continue
+            if r.status_code >= 400:
+                if self._should_retry(retry, method, kw, status=r.status_code):
+                    await asyncio.sleep(retry_delay_s(retry, self.reconnect_delay_s, r.headers.get("retry-after")))
+                    continue
+                raise error_from(r.status_code, r.content, r.reason_phrase)
+            return r
 
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         return (await self._request(method, path, **kw)).json()
@@ -463,7 +498,7 @@ class AsyncSongsmith(_Settings):
         return await self._json("POST", "/auth-status")
 
     async def create_song(self, *, idempotency_key: str | None = None, **fields: Unpack[SongFields]) -> Job:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
         return await self._json("POST", "/v1/songs", json=song_body(fields), headers=headers)
 
     async def list_songs(self, *, limit: int | None = None, cursor: str | None = None,
@@ -499,7 +534,7 @@ class AsyncSongsmith(_Settings):
                           upload_id: str | None = None, idempotency_key: str | None = None,
                           **fields: Unpack[EditFields]) -> Job:
         body = edit_body(task, edit_source(song_id, take, upload_id), fields)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
         return await self._json("POST", "/v1/edits", json=body, headers=headers)
 
     async def upload(self, source: str | os.PathLike | bytes, *, filename: str | None = None,
