@@ -40,7 +40,7 @@ browser:
 
 # The S3, PostgreSQL and browser tests start real servers; a missing binary fails them instead of skipping.
 test: setup browser
-	REQUIRE_S3_TESTS=1 REQUIRE_PG_TESTS=1 REQUIRE_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	REQUIRE_S3_TESTS=1 REQUIRE_PG_TESTS=1 REQUIRE_BROWSER_TESTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=40
 
 # The unit tier: routes, composer, runner and Serve plumbing over fakes, configs; no servers, no models.
 test-fast: setup
