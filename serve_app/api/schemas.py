@@ -286,6 +286,9 @@ class SongPublic(BaseModel):
     guidance_scale: float = Field(description="Guidance used (1.0 = none, for turbo checkpoints).")
     audio_url: str = Field(description="Short-lived download link for the audio.")
     cover_image_url: str = Field(description="Short-lived download link for the cover.")
+    manifest_url: str | None = Field(default=None, description=(
+        "Short-lived download link for the JSON manifest (manifest_r2_key): every input, the LLM's "
+        "words, seeds, takes, controls, models and timings."))
     links_expire_in_s: int
     notes: list[str] = Field(default_factory=list, description="Adjustments made to the request, if any.")
     timings: dict[str, StageTiming] = Field(description="Per-stage wall times of this song.")

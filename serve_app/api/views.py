@@ -47,6 +47,8 @@ def song_public(result: dict, request: Request, svc: Services) -> SongPublic:
     song = dict(result)
     song["audio_url"] = absolute(svc.store.signed_url(song["r2_key"], svc.url_ttl_s), request)
     song["cover_image_url"] = absolute(svc.store.signed_url(song["cover_image_r2_key"], svc.url_ttl_s), request)
+    if song.get("manifest_r2_key"):
+        song["manifest_url"] = absolute(svc.store.signed_url(song["manifest_r2_key"], svc.url_ttl_s), request)
     song["links_expire_in_s"] = svc.url_ttl_s
     takes = song.get("takes") or [{"take": 0, "seed": song["seed"], "r2_key": song["r2_key"],
                                    "duration_s": song["duration_s"]}]

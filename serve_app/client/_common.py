@@ -19,8 +19,6 @@ TOKEN_ENV = "SONGSMITH_TOKEN"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 METADATA_FILE = "song.json"
-MANIFEST_NOTE = ("the API has no download link for the manifest (manifest_r2_key); song.json is the job "
-                 "record with its result (inputs, words, seeds, takes, timings) instead")
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
                ".oga": "audio/ogg", ".opus": "audio/ogg"}
 
@@ -235,23 +233,25 @@ def upload_payload(source: str | os.PathLike | bytes, filename: str | None,
 
 @dataclass
 class Downloaded:
-    """Where a song's files went: every take's audio (take 0 first), the cover, and song.json."""
+    """Where a song's files went: every take's audio (take 0 first), the cover, the stored
+    manifest (manifest.json, as the service wrote it) and song.json (the job record)."""
 
     dir: Path
     audio: list[Path] = field(default_factory=list)
     cover: Path | None = None
+    manifest: Path | None = None
     metadata: Path | None = None
-    manifest_note: str = MANIFEST_NOTE
 
     @property
     def files(self) -> list[Path]:
-        return [*self.audio, *([self.cover] if self.cover else []), *([self.metadata] if self.metadata else [])]
+        return [*self.audio, *(p for p in (self.cover, self.manifest, self.metadata) if p)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"dir": str(self.dir), "audio": [str(p) for p in self.audio],
                 "cover": str(self.cover) if self.cover else None,
+                "manifest": str(self.manifest) if self.manifest else None,
                 "metadata": str(self.metadata) if self.metadata else None,
-                "files": [str(p) for p in self.files], "manifest_note": self.manifest_note}
+                "files": [str(p) for p in self.files]}
 
 
 def _safe_name(key: str, fallback: str) -> str:
@@ -260,7 +260,8 @@ def _safe_name(key: str, fallback: str) -> str:
 
 
 def download_plan(job: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(kind, url, file name) of each file of a succeeded job: takes' audio, then the cover."""
+    """(kind, url, file name) of each file of a succeeded job: takes' audio, the cover, the manifest
+    (servers before manifest_url had none to give)."""
     if job.get("status") != "succeeded" or not job.get("result"):
         raise SongFailed(dict(job)) if job.get("status") in TERMINAL_STATUSES else SongsmithError(
             None, f"song {job.get('id')} is {job.get('status')}; only a succeeded song can be downloaded",
@@ -272,6 +273,8 @@ def download_plan(job: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             for k, t in enumerate(takes)]
     if result.get("cover_image_url"):
         plan.append(("cover", result["cover_image_url"], _safe_name(result.get("cover_image_r2_key", ""), "cover.png")))
+    if result.get("manifest_url"):
+        plan.append(("manifest", result["manifest_url"], _safe_name(result.get("manifest_r2_key", ""), "manifest.json")))
     return plan
 
 
@@ -286,6 +289,8 @@ def write_metadata(job: Mapping[str, Any], directory: Path) -> Path:
 def record(downloaded: Downloaded, kind: str, path: Path) -> None:
     if kind == "audio":
         downloaded.audio.append(path)
+    elif kind == "manifest":
+        downloaded.manifest = path
     else:
         downloaded.cover = path
 

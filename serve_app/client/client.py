@@ -390,8 +390,8 @@ class Songsmith(_Settings):
 
     def download(self, job: Job | str, directory: str | os.PathLike) -> Downloaded:
         """Save a succeeded song's files into `directory`: every take's audio (named as stored:
-        audio.<ext>, audio-1.<ext>, ...), cover.png, and song.json (the job record with its result:
-        the API has no download link for the manifest itself). Expired links are refreshed once."""
+        audio.<ext>, audio-1.<ext>, ...), cover.png, manifest.json (as stored) and song.json (the job
+        record with its result). Expired links are refreshed once."""
         if isinstance(job, str):
             job = self.get_song(job)
         out = Downloaded(Path(directory))

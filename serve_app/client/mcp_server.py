@@ -4,7 +4,7 @@ desktop assistant can make and edit songs through the Songsmith API.
 Tools: generate_song and edit_song (return when the song is done, sending progress
 notifications from the job's event stream; cancelling the call cancels the song), get_song,
 list_songs, cancel_song. Resources: `song://{song_id}`, each song's job record with its result
-(the manifest's contents: inputs, words, seeds, takes, fresh links), as JSON.
+(inputs, words, seeds, takes, fresh links to the audio, cover and manifest), as JSON.
 
 Every call goes through `AsyncSongsmith` (SONGSMITH_URL / SONGSMITH_TOKEN or the `--url` and
 `--token` of `songsmith mcp`). Nothing is written to stdout but the protocol.
@@ -211,7 +211,7 @@ def build_server(client: ClientFactory) -> MCPServer:
 
     @server.resource("song://{song_id}", name="song", title="A song's job record and result",
                      description="The job with its result: inputs, tags, lyrics, seed, takes, timings, "
-                                 "fresh audio and cover links (the manifest's contents).",
+                                 "fresh audio, cover and manifest links.",
                      mime_type="application/json")
     async def song_resource(song_id: str) -> str:
         if not JOB_ID.match(song_id):

@@ -44,11 +44,12 @@ def test_generate_downloads_audio_that_decodes_at_48k_with_the_asked_length(song
     doc, out = generated["doc"], generated["out"]
     job = doc["job"]
     assert job["status"] == "succeeded" and job["request"]["infer_step"] == 2
-    assert sorted(p.name for p in out.iterdir()) == ["audio.wav", "cover.png", "song.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["audio.wav", "cover.png", "manifest.json", "song.json"]
     frames, rate = sf.read(out / "audio.wav", always_2d=True)
     assert rate == RATE and frames.shape == (10 * RATE, 2)
     assert (out / "audio.wav").read_bytes() == stored(song_api, job["result"]["r2_key"]).read_bytes()
     assert json.loads((out / "song.json").read_text())["result"]["manifest_r2_key"] == job["result"]["manifest_r2_key"]
+    assert (out / "manifest.json").read_bytes() == stored(song_api, job["result"]["manifest_r2_key"]).read_bytes()
     assert doc["download"]["audio"] == [str(out / "audio.wav")]
     assert f"song {job['id']} queued" in generated["stderr"]  # notes on stderr; no bar (not a terminal)
     assert "[#" not in generated["stderr"]

@@ -122,6 +122,9 @@ def test_create_watch_play_and_delete_a_song_in_the_studio(song_api, shots):
             assert abs(duration - DURATION_S) < 0.1, duration
             expect(page.locator("#song-cover")).to_be_visible()
             assert page.locator("#song-cover").evaluate("img => img.complete && img.naturalWidth > 0")
+            # The manifest link fetches the stored manifest of this song.
+            manifest = page.evaluate("async () => (await fetch(document.getElementById('manifest-download').href)).json()")
+            assert manifest["song_id"] == song_id, manifest
             expect(page.locator("#library-list li", has_text="succeeded").first).to_be_visible()
             assert page.locator(f'#library-list li[data-id="{song_id}"]').count() == 1
 

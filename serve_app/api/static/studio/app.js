@@ -439,6 +439,11 @@ function render(job) {
     cover.alt = `Cover of ${result.title}`;
     $("cover-download").href = result.cover_image_url;
     $("cover-download").download = `${fileName(result, { take: 0 }).replace(/\.\w+$/, "")}-cover.png`;
+    $("manifest-download").hidden = !result.manifest_url;
+    if (result.manifest_url) {
+      $("manifest-download").href = result.manifest_url;
+      $("manifest-download").download = `${fileName(result, { take: 0 }).replace(/\.\w+$/, "")}-manifest.json`;
+    }
     renderTakes(result);
     details(result);
     $("song-lyrics").textContent = result.instrumental ? "(instrumental)" : result.lyrics || "(no lyrics)";

@@ -51,3 +51,17 @@ async def test_without_signed_links_there_is_no_files_route(stack):
     async with httpx.AsyncClient(transport=transport, base_url="http://songsmith.test") as c:
         r = await c.get("/files/songs/x/audio.wav?expires=1&sig=00")
     assert r.status_code == 404 and r.json()["message"] == "Not Found"
+
+
+async def test_a_finished_song_links_its_manifest_which_downloads_as_json(client, stack):
+    from tests.unit.serve_app.api.conftest import AUTH
+
+    job = (await client.post("/v1/songs", json={"prompt": "lofi", "lyrics": "[verse]\nrain", "audio_duration": 10},
+                             headers=AUTH)).json()
+    done = await stack.runner.wait(job["id"], 5)
+    song = (await client.get(f"/v1/songs/{done.id}", headers=AUTH)).json()["result"]
+    r = await client.get(song["manifest_url"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.content == await stack.store.get(song["manifest_r2_key"])
+    manifest = r.json()
+    assert manifest["song_id"] == done.id and manifest["result"]["title"] == song["title"]

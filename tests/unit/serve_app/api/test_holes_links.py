@@ -24,7 +24,7 @@ def stack_options(tmp_path, request):
 
 
 def links(song: dict) -> list[str]:
-    return [song["audio_url"], song["cover_image_url"], *(t["audio_url"] for t in song["takes"])]
+    return [song["audio_url"], song["cover_image_url"], song["manifest_url"], *(t["audio_url"] for t in song["takes"])]
 
 
 async def finished(client, stack, headers=None) -> dict:
@@ -37,7 +37,7 @@ async def finished(client, stack, headers=None) -> dict:
 
 async def test_a_forged_host_never_reaches_a_link(client, stack):
     song = await finished(client, stack, FORGED)
-    assert len(links(song)) == 4
+    assert len(links(song)) == 5  # two takes, the cover, the manifest (take 0 twice)
     for url in links(song):
         assert "evil.example" not in url and url.startswith("/files/songs/")
     listed = (await client.get("/v1/songs", headers={**AUTH, **FORGED})).json()["items"][0]["result"]

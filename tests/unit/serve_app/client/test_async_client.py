@@ -36,14 +36,16 @@ async def test_a_song_is_created_followed_and_downloaded_take_by_take(api, stack
     assert [e.data["step"] for e in seen if e.type == "progress"] == [1, 2, 3, 4]
 
     got = await api.download(done, tmp_path / "out")
-    assert [p.name for p in got.files] == ["audio.wav", "audio-1.wav", "cover.png", "song.json"]
+    assert [p.name for p in got.files] == ["audio.wav", "audio-1.wav", "cover.png", "manifest.json", "song.json"]
     result = done["result"]
     for path, key in zip(got.audio, [t["r2_key"] for t in result["takes"]], strict=True):
         assert path.read_bytes() == await stack.store.get(key)
     assert got.cover.read_bytes() == await stack.store.get(result["cover_image_r2_key"])
     record = json.loads(got.metadata.read_text())
     assert record["id"] == job["id"] and record["result"]["manifest_r2_key"] == result["manifest_r2_key"]
-    assert "manifest" in got.manifest_note and not list((tmp_path / "out").glob("*.part"))
+    assert got.manifest.read_bytes() == await stack.store.get(result["manifest_r2_key"])
+    assert json.loads(got.manifest.read_text())["song_id"] == job["id"]
+    assert not list((tmp_path / "out").glob("*.part"))
 
 
 async def test_errors_carry_the_servers_status_and_message(api, asgi):
@@ -194,7 +196,7 @@ async def test_storage_on_another_host_gets_presigned_uploads_and_never_the_toke
         done = await api.wait((await api.create_song(**SONG))["id"])
         got = await api.download(done, tmp_path)
         assert got.audio[0].read_bytes() == await stack.store.get(done["result"]["r2_key"])
-    assert len(bucket_requests) == 3  # the PUT, the audio, the cover
+    assert len(bucket_requests) == 4  # the PUT, the audio, the cover, the manifest
     assert all("authorization" not in r.headers for r in bucket_requests)
 
 

@@ -44,7 +44,7 @@ def test_generate_json_submits_follows_downloads_and_prints_only_json(sync_stack
     assert (job["request"]["infer_step"], job["request"]["keyscale"], job["request"]["timesignature"]) == (4, "A minor",
                                                                                                           "3")
     assert [p.rsplit("/", 1)[1] for p in doc["download"]["files"]] == ["audio.wav", "audio-1.wav", "cover.png",
-                                                                       "song.json"]
+                                                                       "manifest.json", "song.json"]
     assert all((tmp_path / "rain" / name).is_file() for name in ("audio.wav", "cover.png", "song.json"))
     assert "[#" not in captured.err  # stderr is not a terminal here: no bar
 

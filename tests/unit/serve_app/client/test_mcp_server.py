@@ -49,7 +49,7 @@ async def test_generate_song_reports_progress_and_returns_the_song_and_its_resou
         assert not result.is_error, text_of(result)
         song = result.structured_content
         assert song["status"] == "succeeded" and song["title"] == "Fake Title" and len(song["audio_urls"]) == 2
-        assert [p.rsplit("/", 1)[1] for p in song["files"]] == ["audio.wav", "audio-1.wav", "cover.png", "song.json"]
+        assert [p.rsplit("/", 1)[1] for p in song["files"]] == ["audio.wav", "audio-1.wav", "cover.png", "manifest.json", "song.json"]
         values = [v for v, _, _ in progress]
         assert values == sorted(values) and values[-1] == 100 and all(t == 100 for _, t, _ in progress)
         assert any("composing step" in m for _, _, m in progress)

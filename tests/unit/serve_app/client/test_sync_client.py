@@ -19,7 +19,7 @@ def test_generate_follows_the_song_and_download_saves_every_file(sync_stack, tmp
         assert job["status"] == "succeeded" and len(job["result"]["takes"]) == 2
         assert seen[-1].terminal and [e.seq for e in seen] == list(range(1, len(seen) + 1))
         got = api.download(job["id"], tmp_path / "song")  # by id: the job is fetched first
-        assert [p.name for p in got.files] == ["audio.wav", "audio-1.wav", "cover.png", "song.json"]
+        assert [p.name for p in got.files] == ["audio.wav", "audio-1.wav", "cover.png", "manifest.json", "song.json"]
         take1 = job["result"]["takes"][1]["r2_key"]
         assert got.audio[1].read_bytes() == sync_stack.run(sync_stack.stack.store.get(take1))
         page = api.list_songs(limit=5)
