@@ -113,6 +113,14 @@ class RateLimitArgs(_Strict):
     enabled: bool = Field(default=True, description="Per-token token bucket on authenticated endpoints.")
     requests_per_minute: float = Field(default=120.0, gt=0, le=1e6, description="Sustained rate per token.")
     burst: int = Field(default=30, ge=1, le=100_000, description="Requests a token may make at once.")
+    failed_auth_per_minute: float = Field(
+        default=30.0, gt=0, le=1e6,
+        description="Sustained rate of unknown or revoked API keys (ssk_...) per client address, per ingress "
+                    "replica: past it (and failed_auth_burst) that address gets 429 before its next key lookup "
+                    "reaches the database.",
+    )
+    failed_auth_burst: int = Field(default=20, ge=1, le=100_000,
+                                   description="Unknown API keys a client address may send at once.")
 
 
 class IngressArgs(_Strict):

@@ -162,6 +162,15 @@ class TokenBucketLimit:
             return 0.0
         return (1 - b.tokens) / self.rate
 
+    def wait(self, key: bytes, now: float | None = None) -> float:
+        """Like `take` without spending: 0 while `key` has a request left, else the seconds until it will."""
+        b = self.buckets.get(key)
+        if b is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens = min(self.burst, b.tokens + (now - b.updated) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or route_path(scope).startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
@@ -173,23 +182,42 @@ class TokenBucketLimit:
         await self.app(scope, receive, send)
 
 
+def client_address(scope) -> bytes:
+    """The peer's address (Serve's proxy passes the real client's), as a bucket key."""
+    client = scope.get("client") or ("", 0)
+    return digest(f"client:{client[0]}")
+
+
 class SharedRateLimit:
     """Per caller (admin token or API key, keyed by its owner digest) across every replica: the
     GCRA state lives in the job database (`SharedRateLimits`), one conditional UPDATE a request.
 
     Only callers the authenticator knows are counted (unknown tokens are the route's 401, and
-    cannot create rows). A job store that cannot be reached answers 503, as the routes would."""
+    cannot create rows). A made-up API key (`ssk_...`) costs a database lookup, so those are
+    limited per client address in this replica (`failed`: a token bucket charged one per key
+    looked up and refused): past it, that address gets 429 before its next unknown key reaches
+    the database, while tokens this replica knows keep working. Other bad tokens are checked in
+    memory and stay the plain 401. A job store that cannot be reached answers 503, as the
+    routes would."""
 
-    def __init__(self, app, rate_per_s: float, burst: int, auth, limits):
+    def __init__(self, app, rate_per_s: float, burst: int, auth, limits,
+                 failed_per_s: float = 0.5, failed_burst: int = 20):
         self.app, self.rate, self.burst, self.auth, self.limits = app, rate_per_s, burst, auth, limits
+        self.failed = TokenBucketLimit(app=None, rate_per_s=failed_per_s, burst=failed_burst)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or route_path(scope).startswith(EXEMPT_PATHS):
             return await self.app(scope, receive, send)
         token = bearer_token(scope)
         if token:
+            lookup = not self.auth.cached(token)[0]  # an API key this replica has not seen lately
+            if lookup and (wait := self.failed.wait(client_address(scope))) > 0:
+                # This address sent too many unknown keys: none of its lookups reach the database now.
+                return await errors.send(send, errors.RateLimited(max(1, math.ceil(wait))))
             try:
                 caller = await self.auth.resolve(token)
+                if caller is None and lookup:
+                    self.failed.take(client_address(scope))
                 wait = 0.0 if caller is None else await asyncio.to_thread(
                     self.limits.take, caller.owner, self.rate, self.burst)
             except StoreUnavailable as exc:
@@ -212,7 +240,8 @@ def install_guards(api, *, max_body_bytes: int, rate_limit, tokens=None, upload_
         rate_per_s = rate_limit.requests_per_minute / 60.0
         if auth is not None and limits is not None:
             api.add_middleware(SharedRateLimit, rate_per_s=rate_per_s, burst=rate_limit.burst, auth=auth,
-                               limits=limits)
+                               limits=limits, failed_per_s=rate_limit.failed_auth_per_minute / 60.0,
+                               failed_burst=rate_limit.failed_auth_burst)
         else:
             api.add_middleware(TokenBucketLimit, rate_per_s=rate_per_s, burst=rate_limit.burst, tokens=tokens)
     api.add_middleware(OneAuthorization)

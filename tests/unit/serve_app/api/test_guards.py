@@ -65,3 +65,40 @@ async def test_behind_a_route_prefix_uploads_keep_their_own_body_limit(prefixed)
     r = await prefixed.post("/songs/v1/songs", content=b"{" + b" " * (70 * 1024) + b"}",
                             headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+@pytest.fixture
+async def from_address(stack):
+    """Clients of one app, each seen from the peer address it is made with."""
+    app, clients = create_api(stack.services), []
+
+    def make(host: str) -> httpx.AsyncClient:
+        clients.append(httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(host, 40000)),
+                                         base_url="http://songsmith.test"))
+        return clients[-1]
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+async def test_made_up_keys_are_limited_per_address_before_they_reach_the_database(stack, from_address):
+    import secrets
+
+    lookups = []
+    real_lookup = stack.services.auth.keys.lookup
+    stack.services.auth.keys.lookup = lambda d: lookups.append(d) or real_lookup(d)
+    attacker, neighbour = from_address("203.0.113.7"), from_address("198.51.100.2")
+
+    def made_up():
+        return {"Authorization": f"Bearer ssk_{secrets.token_urlsafe(32)}"}
+
+    codes = [(await attacker.get("/v1/songs", headers=made_up())).status_code for _ in range(25)]
+    assert codes == [401] * 20 + [429] * 5  # failed_auth_burst 20 (the default)
+    assert len(lookups) == 20  # the refused ones cost no lookup
+    r = await attacker.get("/v1/songs", headers=made_up())
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert (await attacker.get("/v1/songs", headers=AUTH)).status_code == 200  # a known token still works
+    assert (await neighbour.get("/v1/songs", headers=made_up())).status_code == 401  # other addresses unaffected
+    # A bad token that is no API key costs no lookup: the same 401 as ever, limit or not.
+    assert (await attacker.get("/v1/songs", headers={"Authorization": "Bearer not-a-key"})).status_code == 401
