@@ -8,6 +8,7 @@ with the same five methods. Cancelling a call cancels the model's work too, not 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -77,10 +78,15 @@ async def _surviving(call: Callable[[], Any]) -> Any:
                 raise
 
 
+CAPABILITIES_TTL_S = 60.0  # what the music checkpoint can do changes only with a redeploy
+
+
 class RayHandles:
-    def __init__(self, llm, music, cover):
+    def __init__(self, llm, music, cover, *, clock: Callable[[], float] = time.monotonic):
         self.llm, self.music_handle, self.cover_handle = llm, music, cover
         self._music_stream = music.options(stream=True)
+        self._clock = clock
+        self._capabilities: tuple[float, MusicCapabilities] | None = None  # (expires, value)
 
     async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
         return await _surviving(lambda: self.llm.tags.remote(description, instrumental, seed=seed))
@@ -113,7 +119,14 @@ class RayHandles:
                     raise
 
     async def music_capabilities(self) -> MusicCapabilities:
-        return await self.music_handle.capabilities.remote()
+        """What the music checkpoint can do, asked of a replica at most every CAPABILITIES_TTL_S
+        (every POST /v1/edits checks it; a failed ask is not remembered)."""
+        cached = self._capabilities
+        if cached is not None and cached[0] > self._clock():
+            return cached[1]
+        caps = await _surviving(lambda: self.music_handle.capabilities.remote())
+        self._capabilities = (self._clock() + CAPABILITIES_TTL_S, caps)
+        return caps
 
     def probes(self) -> dict[str, Probe]:
         return {"llm": self.llm.ready.remote, "music": self.music_handle.ready.remote,

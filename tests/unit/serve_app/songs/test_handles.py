@@ -113,3 +113,15 @@ def test_a_render_that_died_after_a_take_came_back_is_not_repeated():
     with pytest.raises(ActorDiedError):
         run(collect(handles(music=Handle(generate_stream=gen)).music(None, "song")))
     assert gen.calls == 1
+
+
+def test_music_capabilities_are_asked_once_a_minute_and_a_failed_ask_is_not_kept():
+    now = [0.0]
+    caps = Method([Response(RayTaskError("capabilities", "tb", ValueError("starting"))), Response("caps-1"),
+                   Response("caps-2")])
+    h = RayHandles(Handle(), Handle(capabilities=caps), Handle(), clock=lambda: now[0])
+    with pytest.raises(RayTaskError):
+        run(h.music_capabilities())
+    assert [run(h.music_capabilities()) for _ in range(3)] == ["caps-1"] * 3  # one ask for many edits
+    now[0] += 61.0
+    assert run(h.music_capabilities()) == "caps-2" and caps.calls == 3
