@@ -23,6 +23,14 @@ class EngineArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str = Field(description="Hugging Face model id (production) or a local directory (kits).")
+
+    @property
+    def model_name(self) -> str:
+        """The model as results, manifests and capabilities name it: the hub id, or a local
+        directory's own name (`acestep-v15-turbo-kit`), never the path it lies at on a node."""
+        if self.model.startswith(("/", "./", "../", "~")) or "\\" in self.model:
+            return self.model.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or self.model
+        return self.model
     device: str = Field(
         default="auto",
         description="Torch device: 'auto' picks CUDA when Ray gave the replica a GPU, else CPU.",

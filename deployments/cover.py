@@ -131,7 +131,7 @@ class CoverEngine(TorchEngine):
                     seed=seed,
                     steps=steps,
                     prompt=r.prompt,
-                    model=self.args.model,
+                    model=self.args.model_name,
                     started_at=started,
                     finished_at=finished,
                     model_s=model_s,

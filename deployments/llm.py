@@ -127,15 +127,15 @@ class LLMEngine(TorchEngine):
 
     def write_tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
         return finish_tags(self.complete_batch([tags_completion(self.args, description, instrumental, seed)])[0],
-                           description, instrumental, self.args.model)
+                           description, instrumental, self.args.model_name)
 
     def write_lyrics(self, subject: str, seed: int | None = None) -> Written:
         raw = self.complete_batch([lyrics_completion(self.args, subject, seed)])[0]
-        return finish_lyrics(raw, subject, self.args.model)
+        return finish_lyrics(raw, subject, self.args.model_name)
 
     def write_meta(self, description: str, tags: list[str], lyrics: str = "", seed: int | None = None) -> Written:
         raw = self.complete_batch([meta_completion(self.args, description, tags, seed)])[0]
-        return finish_meta(raw, description, tags, lyrics, self.args.model)
+        return finish_meta(raw, description, tags, lyrics, self.args.model_name)
 
 
 # The three products' requests. `seed` is the SONG's seed (None = greedy); each product samples
@@ -229,15 +229,15 @@ class LLMDeployment:
 
     async def tags(self, description: str, instrumental: bool = False, seed: int | None = None) -> Written:
         raw, t0, t1 = await self._timed(tags_completion(self.args, description, instrumental, seed))
-        return _stamp(finish_tags(raw, description, instrumental, self.args.model), t0, t1)
+        return _stamp(finish_tags(raw, description, instrumental, self.args.model_name), t0, t1)
 
     async def lyrics(self, subject: str, seed: int | None = None) -> Written:
         raw, t0, t1 = await self._timed(lyrics_completion(self.args, subject, seed))
-        return _stamp(finish_lyrics(raw, subject, self.args.model), t0, t1)
+        return _stamp(finish_lyrics(raw, subject, self.args.model_name), t0, t1)
 
     async def meta(self, description: str, tags: list[str], lyrics: str = "", seed: int | None = None) -> Written:
         raw, t0, t1 = await self._timed(meta_completion(self.args, description, tags, seed))
-        return _stamp(finish_meta(raw, description, tags, lyrics, self.args.model), t0, t1)
+        return _stamp(finish_meta(raw, description, tags, lyrics, self.args.model_name), t0, t1)
 
 
 def _stamp(w: Written, started: float, finished: float) -> Written:

@@ -144,7 +144,7 @@ class VLLMEngine:
         self.device = "cuda" if self.on_gpu else "cpu"
 
     def ready(self) -> str:
-        return f"{self.args.model} on {self.device} (vllm)"
+        return f"{self.args.model_name} on {self.device} (vllm)"
 
     def _sampling(self, item: Completion):
         from vllm import SamplingParams

@@ -244,7 +244,7 @@ class MusicEngine(TorchEngine):
 
     def capabilities(self) -> MusicCapabilities:
         stems = any(t in self._tasks for t in BASE_ONLY_TASKS)
-        return MusicCapabilities(model=self.args.model, is_turbo=self.is_turbo, sample_rate=self.sample_rate,
+        return MusicCapabilities(model=self.args.model_name, is_turbo=self.is_turbo, sample_rate=self.sample_rate,
                                  tasks=list(self._tasks), track_names=list(TRACK_NAMES) if stems else [],
                                  max_takes=MAX_TAKES, unavailable=dict(self._missing))
 
@@ -323,7 +323,7 @@ class MusicEngine(TorchEngine):
                 seed=seeds[k],
                 steps=steps,
                 guidance_scale=guidance,
-                model=self.args.model,
+                model=self.args.model_name,
                 notes=[*notes, *take_notes],
                 started_at=started,
                 model_s=model_s,

@@ -319,4 +319,4 @@ class TorchEngine:
         raise NotImplementedError
 
     def ready(self) -> str:
-        return f"{self.args.model} on {self.runtime.device}"
+        return f"{self.args.model_name} on {self.runtime.device}"

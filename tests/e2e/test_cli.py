@@ -50,6 +50,10 @@ def test_generate_downloads_audio_that_decodes_at_48k_with_the_asked_length(song
     assert (out / "audio.wav").read_bytes() == stored(song_api, job["result"]["r2_key"]).read_bytes()
     assert json.loads((out / "song.json").read_text())["result"]["manifest_r2_key"] == job["result"]["manifest_r2_key"]
     assert (out / "manifest.json").read_bytes() == stored(song_api, job["result"]["manifest_r2_key"]).read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    # Models are named, never located: the kits' folders, not where they lie on this machine.
+    assert (manifest["music"]["model"], manifest["cover"]["model"]) == ("acestep-v15-turbo-kit", "sdxl-turbo-kit")
+    assert str(Path(__file__).resolve().parents[2]) not in (out / "manifest.json").read_text()
     assert doc["download"]["audio"] == [str(out / "audio.wav")]
     assert f"song {job['id']} queued" in generated["stderr"]  # notes on stderr; no bar (not a terminal)
     assert "[#" not in generated["stderr"]

@@ -249,3 +249,16 @@ def test_a_ray_actor_reads_its_fractional_gpu_share(tmp_path):
     actor, driver = proc.stdout.strip().splitlines()[-2:]
     assert __import__("json").loads(actor) == [["0"], 0.25]
     assert __import__("json").loads(driver) == [[], 0.0]
+
+
+@pytest.mark.parametrize(("model", "name"), [
+    ("ACE-Step/acestep-v15-xl-turbo-diffusers", "ACE-Step/acestep-v15-xl-turbo-diffusers"),  # hub ids as they are
+    ("/srv/songsmith/models/acestep-v15-turbo-kit", "acestep-v15-turbo-kit"),
+    ("/srv/songsmith/models/qwen2-tiny-kit/", "qwen2-tiny-kit"),
+    ("./models/sdxl-turbo-kit", "sdxl-turbo-kit"),
+    ("../elsewhere/llm", "llm"),
+])
+def test_results_name_a_local_model_by_its_folder_never_its_path(model, name):
+    from deployments.config import EngineArgs
+
+    assert EngineArgs(model=model).model_name == name
