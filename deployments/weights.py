@@ -3,7 +3,7 @@
     python -m deployments.weights download --config configs/prod.yaml [--app 0]
     python -m deployments.weights verify   --config configs/prod.yaml [--app 0]
 
-Reads `applications[<app>].args.{llm,music,cover}.engine.model` (defaults: the production ids in
+Reads `applications[<app>].args.{llm,music,cover,music_base}.engine.model` (defaults: the production ids in
 `deployments.config`) and `cover.engine.vae` (a separate VAE the cover engine loads in place of its
 pipeline's own, e.g. madebyollin/sdxl-vae-fp16-fix). Hugging Face ids go to the hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`,
 the same cache the engines read); local directories (the dev kits) are only checked.
@@ -35,7 +35,9 @@ import yaml
 
 from deployments.config import CoverArgs, EngineArgs, LLMArgs, MusicArgs
 
-ROLES: tuple[tuple[str, type[EngineArgs]], ...] = (("llm", LLMArgs), ("music", MusicArgs), ("cover", CoverArgs))
+ROLES: tuple[tuple[str, type[EngineArgs]], ...] = (("llm", LLMArgs), ("music", MusicArgs), ("cover", CoverArgs),
+                                                   ("music_base", MusicArgs))
+OPTIONAL_ROLES = frozenset({"music_base"})  # a second music deployment: only when the config has one
 REVISION = "main"  # the engines load the default branch
 
 EXIT_OK, EXIT_MISSING, EXIT_ERROR = 0, 1, 2
@@ -65,7 +67,7 @@ class WeightsError(Exception):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    role: str  # llm | music | cover | cover_vae
+    role: str  # llm | music | cover | music_base | cover_vae
     model: str  # a hub id, or a local directory as written in the config
     variant: str | None = None  # diffusers weight variant the engine loads, e.g. "fp16"
     skip: tuple[str, ...] = ()  # pipeline components the engine loads from elsewhere (cover: vae)
@@ -106,6 +108,8 @@ def load_specs(config_path: str | Path, app: str = "0") -> list[ModelSpec]:
         raise WeightsError(f"applications[{app}].args in {str(config_path)!r} is not a mapping")
     specs = []
     for role, cls in ROLES:
+        if role in OPTIONAL_ROLES and not args.get(role):
+            continue
         section = args.get(role) or {}
         engine = (section.get("engine") if isinstance(section, dict) else None) or {}
         try:

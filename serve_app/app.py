@@ -14,6 +14,7 @@ from serve_app.credentials import DevSecrets
 from serve_app.ingress import Ingress, IngressConfig
 
 logger = logging.getLogger("ray.serve")
+MUSIC_BASE_NAME = "MusicBase"  # the second music deployment (a base checkpoint), when configured
 
 
 def _absolute_model_path(engine: EngineArgs) -> EngineArgs:
@@ -58,6 +59,11 @@ def build_app(args: AppArgs) -> Application:
     cover = CoverDeployment.options(**args.cover.deployment.serve_options()).bind(
         _absolute_model_path(args.cover.engine).model_dump()
     )
+    music_base = None
+    if args.music_base is not None:
+        music_base = MusicDeployment.options(name=MUSIC_BASE_NAME, **args.music_base.deployment.serve_options()).bind(
+            _absolute_model_path(args.music_base.engine).model_dump()
+        )
     config = IngressConfig(
         storage=storage,
         dev_secrets=dev_secrets,
@@ -70,4 +76,5 @@ def build_app(args: AppArgs) -> Application:
         max_upload_bytes=args.ingress.max_upload_bytes,
         rate_limit=args.ingress.rate_limit,
     )
-    return Ingress.options(**args.ingress.deployment.serve_options()).bind(llm, music, cover, config)
+    return Ingress.options(**args.ingress.deployment.serve_options()).bind(llm, music, cover, config,
+                                                                         music_base=music_base)

@@ -220,6 +220,10 @@ class AppArgs(_Strict):
     llm: LLMService = Field(default_factory=LLMService, description="Lyrics/tags/title LLM deployment.")
     music: MusicService = Field(default_factory=MusicService, description="ACE-Step 1.5 music deployment.")
     cover: CoverService = Field(default_factory=CoverService, description="SDXL-Turbo cover art deployment.")
+    music_base: MusicService | None = Field(default=None, description=(
+        "Optional second ACE-Step 1.5 deployment ('MusicBase') with a base (non-turbo) checkpoint, its own GPU "
+        "share and scaling: edits that `music` cannot run (extract, lego, complete on a turbo `music`) go to it; "
+        "everything else stays on `music`. Unset: those tasks are a 422 unless `music` is a base checkpoint."))
     storage: StorageArgs = Field(default_factory=StorageArgs, description="Where songs are stored.")
     auth: AuthArgs = Field(default_factory=AuthArgs, description="Bearer-token settings (tokens from env).")
     ingress: IngressArgs = Field(default_factory=IngressArgs, description="The HTTP ingress deployment.")

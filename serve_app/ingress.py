@@ -77,12 +77,13 @@ def runner_settings(jobs: JobsArgs) -> RunnerSettings:
 @serve.ingress()
 class Ingress:
     async def __init__(
-        self, llm: DeploymentHandle, music: DeploymentHandle, cover: DeploymentHandle, config: IngressConfig
+        self, llm: DeploymentHandle, music: DeploymentHandle, cover: DeploymentHandle, config: IngressConfig,
+        music_base: DeploymentHandle | None = None,
     ):
         secrets = ReplicaSecrets.resolve(IngressConfig.secret_names(config.jobs, config.storage), config.dev_secrets)
         self.store = make_store(config.storage, signing_secret=secrets.storage)
         self.jobs = job_store(config.jobs, config.jobs_default_url)
-        models = RayHandles(llm, music, cover)
+        models = RayHandles(llm, music, cover, music_base=music_base)
         composer = SongComposer(models, self.store, key_prefix=config.storage.key_prefix,
                                 observers=(MetricsObserver(),))
         self.runner = JobRunner(self.jobs, composer, runner_settings(config.jobs))

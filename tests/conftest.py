@@ -67,6 +67,10 @@ def fast_app_args(storage_dir: str, **override) -> dict:
 def song_api(serve_cluster, api_token, other_token, tmp_path_factory) -> dict:
     """The dev app (local storage) deployed on the session cluster; returns base URL, tokens, storage dir."""
     storage_dir = str(tmp_path_factory.mktemp("storage"))
-    base = serve_cluster.deploy(fast_app_args(storage_dir), name="songsmith", route_prefix="/",
-                                token=f"{api_token},{other_token}")
+    args = fast_app_args(storage_dir)
+    # A second music deployment on the base kit, for the tasks the turbo kit lacks (extract, lego,
+    # complete): the composition production gets by setting music_base.
+    args["music_base"] = {**args["music"], "engine": {**args["music"]["engine"],
+                                                      "model": str(MODELS / "acestep-v15-base-kit")}}
+    base = serve_cluster.deploy(args, name="songsmith", route_prefix="/", token=f"{api_token},{other_token}")
     return {"base_url": base, "token": api_token, "other_token": other_token, "storage_dir": storage_dir}

@@ -7,6 +7,7 @@ Each kit is a normal `save_pretrained` folder that production code loads with th
 kit dir                    loads with                                       stands in for
 =========================  ===============================================  ===========================
 acestep-v15-turbo-kit      diffusers.AceStepPipeline                        ACE-Step/acestep-v15-xl-turbo-diffusers
+acestep-v15-base-kit       diffusers.AceStepPipeline (base)                 ACE-Step/acestep-v15-xl-base-diffusers
 sdxl-turbo-kit             diffusers.StableDiffusionXLPipeline              stabilityai/sdxl-turbo
 smollm2-135m-instruct      transformers.AutoModelForCausalLM (+AutoTokenizer)  Qwen/Qwen2-7B-Instruct (real text)
 qwen2-tiny-kit             transformers.AutoModelForCausalLM (Qwen2)        Qwen/Qwen2-7B-Instruct (fast)
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ._common import STAMP_NAME, Kit, build_kit_dir, is_up_to_date, read_stamp, spec_hash
+from .acestep import BASE_KIT as ACESTEP_BASE_KIT
+from .acestep import BASE_KIT_NAME as ACESTEP_BASE_KIT_DIR
 from .acestep import KIT as ACESTEP_KIT
 from .acestep import KIT_NAME as ACESTEP_KIT_DIR
 from .qwen2_tiny import KIT as QWEN2_TINY_KIT
@@ -38,12 +41,13 @@ from .smollm2 import KIT_NAME as SMOLLM2_KIT_DIR
 
 # Build order matters: the Qwen2 tiny kit reuses the SmolLM2 kit's tokenizer when present.
 KITS: dict[str, Kit] = {
-    k.name: k for k in (ACESTEP_KIT, SDXL_KIT, SMOLLM2_KIT, QWEN2_TINY_KIT)
+    k.name: k for k in (ACESTEP_KIT, ACESTEP_BASE_KIT, SDXL_KIT, SMOLLM2_KIT, QWEN2_TINY_KIT)
 }
 KIT_DIRS: tuple[str, ...] = tuple(KITS)
 DEFAULT_MODELS_DIR = Path("models")
 
 __all__ = [
+    "ACESTEP_BASE_KIT_DIR",
     "ACESTEP_KIT_DIR",
     "DEFAULT_MODELS_DIR",
     "KITS",

@@ -97,8 +97,14 @@ def spec() -> dict[str, Any]:
     }
 
 
-def make_pipeline():
-    """Construct the tiny pipeline in memory (deterministic weights)."""
+BASE_TRANSFORMER = {**TRANSFORMER, "is_turbo": False, "model_version": "base"}
+BASE_KIT_NAME = "acestep-v15-base-kit"
+
+
+def make_pipeline(turbo: bool = True):
+    """Construct the tiny pipeline in memory (deterministic weights). `turbo=False` marks the
+    transformer a base checkpoint, which is all the pipeline reads to tell the two apart (the
+    base kit has the turbo kit's weights: it runs the base-only tasks, extract/lego/complete)."""
     import torch
     from diffusers.pipelines.ace_step.modeling_ace_step import AceStepAudioTokenDetokenizer, AceStepAudioTokenizer
     from diffusers import (
@@ -127,7 +133,7 @@ def make_pipeline():
         )
     )
     torch.manual_seed(SEED + 2)
-    transformer = AceStepTransformer1DModel(**TRANSFORMER)
+    transformer = AceStepTransformer1DModel(**(TRANSFORMER if turbo else BASE_TRANSFORMER))
     torch.manual_seed(SEED + 3)
     condition_encoder = AceStepConditionEncoder(**CONDITION_ENCODER)
     # The real checkpoint stores VAE-encoded silence here; a deterministic small-noise stand-in keeps
@@ -153,13 +159,13 @@ def make_pipeline():
     )
 
 
-def build(out: Path) -> dict[str, Any]:
+def build(out: Path, turbo: bool = True) -> dict[str, Any]:
     import time
 
     import torch
     from diffusers import AceStepPipeline
 
-    pipe = make_pipeline()
+    pipe = make_pipeline(turbo)
     pipe.save_pretrained(out)
 
     # Smoke check: reload through the production loader and run 1 s of audio.
@@ -177,6 +183,7 @@ def build(out: Path) -> dict[str, Any]:
         output_type="np",
     ).audios
     assert audio.shape == (1, 2, 48000), audio.shape
+    assert bool(loaded.is_turbo) == turbo
     return {
         "sample_rate": loaded.sample_rate,
         "latents_per_second": loaded.latents_per_second,
@@ -195,4 +202,23 @@ KIT = Kit(
     spec=spec,
     build=build,
     required_files=("model_index.json", "vae/config.json", "transformer/config.json", "tokenizer/tokenizer.json"),
+)
+
+
+def base_spec() -> dict[str, Any]:
+    return {**spec(), "transformer": BASE_TRANSFORMER}
+
+
+def build_base(out: Path) -> dict[str, Any]:
+    return build(out, turbo=False)
+
+
+BASE_KIT = Kit(
+    name=BASE_KIT_NAME,
+    architecture="AceStepPipeline (AutoencoderOobleck + Qwen3Model + AceStepTransformer1DModel base)",
+    stands_in_for="ACE-Step/acestep-v15-xl-base-diffusers",
+    description="The turbo kit's weights marked a base checkpoint: the tasks turbo lacks (extract, lego, complete).",
+    spec=base_spec,
+    build=build_base,
+    required_files=KIT.required_files,
 )

@@ -78,15 +78,48 @@ async def _surviving(call: Callable[[], Any]) -> Any:
                 raise
 
 
-CAPABILITIES_TTL_S = 60.0  # what the music checkpoint can do changes only with a redeploy
+CAPABILITIES_TTL_S = 60.0  # what a music checkpoint can do changes only with a redeploy
+
+
+def merged_capabilities(main: MusicCapabilities, base: MusicCapabilities) -> MusicCapabilities:
+    """What `music` and `music_base` can do together: every task of either (music's first, as
+    routed), stems from whichever offers them; `unavailable` only for what neither runs."""
+    tasks = [*main.tasks, *(t for t in base.tasks if t not in main.tasks)]
+    return MusicCapabilities(
+        model=main.model, is_turbo=main.is_turbo, sample_rate=main.sample_rate, tasks=tasks,
+        track_names=list(main.track_names or base.track_names), max_takes=min(main.max_takes, base.max_takes),
+        unavailable={t: why for t, why in {**base.unavailable, **main.unavailable}.items() if t not in tasks},
+    )
+
+
+class _Capabilities:
+    """One deployment's capabilities, asked of a replica at most every CAPABILITIES_TTL_S (a
+    failed ask is not remembered; a dead replica's ask is made once more)."""
+
+    def __init__(self, handle, clock: Callable[[], float]):
+        self.handle, self.clock = handle, clock
+        self._cached: tuple[float, MusicCapabilities] | None = None  # (expires, value)
+
+    async def get(self) -> MusicCapabilities:
+        if self._cached is not None and self._cached[0] > self.clock():
+            return self._cached[1]
+        caps = await _surviving(lambda: self.handle.capabilities.remote())
+        self._cached = (self.clock() + CAPABILITIES_TTL_S, caps)
+        return caps
 
 
 class RayHandles:
-    def __init__(self, llm, music, cover, *, clock: Callable[[], float] = time.monotonic):
+    """`music_base` (optional): a second music deployment, a base checkpoint, that renders the
+    tasks `music` cannot (extract, lego, complete beside a turbo `music`)."""
+
+    def __init__(self, llm, music, cover, *, music_base=None, clock: Callable[[], float] = time.monotonic):
         self.llm, self.music_handle, self.cover_handle = llm, music, cover
-        self._music_stream = music.options(stream=True)
-        self._clock = clock
-        self._capabilities: tuple[float, MusicCapabilities] | None = None  # (expires, value)
+        self.music_base_handle = music_base
+        self._streams = {"music": music.options(stream=True)}
+        if music_base is not None:
+            self._streams["music_base"] = music_base.options(stream=True)
+        self._caps = _Capabilities(music, clock)
+        self._base_caps = _Capabilities(music_base, clock) if music_base is not None else None
 
     async def tags(self, description: str, instrumental: bool, seed: int | None = None) -> Written:
         return await _surviving(lambda: self.llm.tags.remote(description, instrumental, seed=seed))
@@ -100,11 +133,18 @@ class RayHandles:
     async def cover(self, req: CoverRequest) -> CoverResult:
         return await _surviving(lambda: self.cover_handle.generate.remote(req))
 
+    async def music_for(self, task: str) -> str:
+        """The deployment that renders `task`: "music", unless only "music_base" can."""
+        if self._base_caps is None or task == "text2music" or task in (await self._caps.get()).tasks:
+            return "music"
+        return "music_base" if task in (await self._base_caps.get()).tasks else "music"
+
     async def music(self, req: MusicRequest, song_id: str) -> AsyncIterator[tuple[str, Any]]:
         """The render's stream; rendered again from the start when its replica dies before the
         first take came back (progress then starts over), like the other calls (see above)."""
+        handle = self._streams[await self.music_for(req.task)]
         for tries_left in range(REPLICA_LOST_RETRIES, -1, -1):
-            stream = self._music_stream.generate_stream.remote(req, song_id)
+            stream = handle.generate_stream.remote(req, song_id)
             results = 0
             try:
                 async for item in stream:
@@ -119,18 +159,18 @@ class RayHandles:
                     raise
 
     async def music_capabilities(self) -> MusicCapabilities:
-        """What the music checkpoint can do, asked of a replica at most every CAPABILITIES_TTL_S
-        (every POST /v1/edits checks it; a failed ask is not remembered)."""
-        cached = self._capabilities
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
-        caps = await _surviving(lambda: self.music_handle.capabilities.remote())
-        self._capabilities = (self._clock() + CAPABILITIES_TTL_S, caps)
-        return caps
+        """What the music deployments can do together (every POST /v1/edits checks it)."""
+        caps = await self._caps.get()
+        if self._base_caps is None:
+            return caps
+        return merged_capabilities(caps, await self._base_caps.get())
 
     def probes(self) -> dict[str, Probe]:
-        return {"llm": self.llm.ready.remote, "music": self.music_handle.ready.remote,
-                "cover": self.cover_handle.ready.remote}
+        probes = {"llm": self.llm.ready.remote, "music": self.music_handle.ready.remote,
+                  "cover": self.cover_handle.ready.remote}
+        if self.music_base_handle is not None:
+            probes["music_base"] = self.music_base_handle.ready.remote
+        return probes
 
 
 class LocalHandles:

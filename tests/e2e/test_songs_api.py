@@ -81,7 +81,7 @@ def test_health_needs_no_token_and_reports_every_deployment_to_a_key_holder(song
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert set(body["deployments"]) == {"llm", "music", "cover", "storage", "jobs"}
+    assert set(body["deployments"]) == {"llm", "music", "music_base", "cover", "storage", "jobs"}
     assert all(d["ready"] for d in body["deployments"].values())
     assert body["deployments"]["llm"]["detail"].endswith("(vllm)")  # the e2e stack's LLM runs on vLLM
 

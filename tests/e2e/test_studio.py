@@ -111,10 +111,21 @@ def test_an_uploaded_file_is_resampled_and_covered(song_api, client):
     assert bad.status_code == 422 and bad.json()["message"].startswith("file: ")
 
 
-def test_base_only_tasks_are_refused_on_the_turbo_kit(client, two_takes):
-    r = client.post("/v1/edits", json={"task": "extract", "source": {"song_id": two_takes["id"]},
-                                       "track_name": "vocals"})
-    assert r.status_code == 422 and "needs a base (non-turbo)" in r.json()["message"]
+def test_base_only_tasks_run_on_the_music_base_deployment(song_api, client, two_takes):
+    # The dev stack's music is the turbo kit, which cannot extract; music_base (the base kit) can,
+    # and the ingress routes the edit there (without music_base this is a 422 on `task`:
+    # tests/unit/serve_app/api/test_edits.py).
+    health = client.get("/health").json()["deployments"]
+    assert health["music_base"]["ready"] and health["music_base"]["detail"].startswith("acestep-v15-base-kit")
+    r = client.post("/v1/edits", json={"task": "extract", "source": {"song_id": two_takes["id"], "take": 1},
+                                       "track_name": "vocals", "infer_step": 2})
+    assert r.status_code == 202, r.text
+    song = wait(client, r.json()["id"])["result"]
+    assert song["mode"] == "extract" and song["parent"] == {"song_id": two_takes["id"], "take": 1}
+    assert audio(song_api, song["r2_key"]).shape == (10 * RATE, 2)  # the source's length
+    manifest = client.get(song["manifest_url"]).json()
+    assert manifest["music"]["model"] == "acestep-v15-base-kit"  # rendered by MusicBase
+    assert manifest["music"]["task"] == "extract" and manifest["edit"]["track_name"] == "vocals"
 
 
 def test_delete_removes_the_song_and_its_files(song_api, client):

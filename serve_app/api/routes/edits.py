@@ -75,8 +75,8 @@ async def create_edit(
     caps = await capabilities(svc)
     if caps is not None and body.task not in caps.tasks:
         if body.task in BASE_ONLY_TASKS and caps.is_turbo:
-            why = ("needs a base (non-turbo) ACE-Step 1.5 checkpoint (set music.engine.model to one, e.g. "
-                   "ACE-Step/acestep-v15-base)")
+            why = ("needs a base (non-turbo) ACE-Step 1.5 checkpoint (configure music_base with one, e.g. "
+                   "ACE-Step/acestep-v15-xl-base-diffusers, or make music.engine.model one)")
         else:
             why = caps.unavailable.get(body.task) or "is not supported by this server's music model"
         raise FieldInvalid("task", f"{body.task!r} {why}; this server's music model does {', '.join(caps.tasks)}")

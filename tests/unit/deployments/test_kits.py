@@ -27,6 +27,7 @@ FRAME = 1920  # samples per latent frame at 48 kHz (25 latents/s)
 
 STANDS_IN_FOR = {
     K.ACESTEP_KIT_DIR: "ACE-Step/acestep-v15-xl-turbo-diffusers",
+    K.ACESTEP_BASE_KIT_DIR: "ACE-Step/acestep-v15-xl-base-diffusers",
     K.SDXL_TURBO_KIT_DIR: "stabilityai/sdxl-turbo",
     K.SMOLLM2_KIT_DIR: "Qwen/Qwen2-7B-Instruct",
     K.QWEN2_TINY_KIT_DIR: "Qwen/Qwen2-7B-Instruct",
@@ -44,6 +45,7 @@ def kit_paths() -> dict[str, Path]:
 def test_kit_dir_names_and_paths(kit_paths):
     assert K.KIT_DIRS == (
         "acestep-v15-turbo-kit",
+        "acestep-v15-base-kit",
         "sdxl-turbo-kit",
         "smollm2-135m-instruct",
         "qwen2-tiny-kit",

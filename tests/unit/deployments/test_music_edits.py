@@ -237,8 +237,11 @@ def test_capabilities_say_what_each_checkpoint_runs(turbo, base, dev_kit):
     assert not caps.is_turbo
     assert caps.tasks == ["text2music", "cover", "repaint", "extend", "extract", "lego", "complete"]
     assert caps.track_names == list(TRACK_NAMES) and caps.unavailable == {}
-    # The dev kit (v2) runs what a turbo checkpoint runs.
+    # The dev kit (v2) runs what a turbo checkpoint runs; the base kit (`music_base` in dev and
+    # the e2e tests) what a base one runs.
     assert dev_kit.capabilities().tasks == ["text2music", "cover", "repaint", "extend"]
+    base_kit = MusicEngine(args(MODELS / "acestep-v15-base-kit")).capabilities()
+    assert not base_kit.is_turbo and base_kit.tasks == caps.tasks and base_kit.unavailable == {}
     # A checkpoint whose VAE encoder is narrower than the transformer's latents cannot read a
     # source (the dev kit before v2): text2music only, and each edit says why.
     import copy

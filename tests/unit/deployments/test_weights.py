@@ -448,6 +448,13 @@ def test_specs_from_the_prod_config_and_defaults(tmp_path):
     bare = tmp_path / "bare.yaml"
     bare.write_text(yaml.safe_dump({"applications": [{"import_path": "serve_app.app:build_app"}]}))
     assert [s.model for s in weights.load_specs(bare)] == [PRODUCTION_LLM, PRODUCTION_MUSIC, PRODUCTION_COVER]
+    with_base = tmp_path / "with-base.yaml"  # a second music deployment's checkpoint is fetched too
+    with_base.write_text(yaml.safe_dump({"applications": [{"import_path": "serve_app.app:build_app", "args": {
+        "music_base": {"engine": {"model": "ACE-Step/acestep-v15-xl-base-diffusers"}}}}]}))
+    assert [(s.role, s.model) for s in weights.load_specs(with_base)][-1] == (
+        "music_base", "ACE-Step/acestep-v15-xl-base-diffusers")
+    assert weights.select_files(["model_index.json", "transformer/config.json", "samples/a.wav"], "music_base") == [
+        "model_index.json", "transformer/config.json"]  # what the music engine loads, as for `music`
 
 
 def test_config_errors_exit_2(tmp_path, hf_home, capsys):
