@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from serve_app.api import errors
 from serve_app.api.deps import Services
 from serve_app.api.guards import install_guards
-from serve_app.api.routes import edits, events, files, generate, service, songs, studio, uploads, usage
+from serve_app.api.routes import capabilities, edits, events, files, generate, service, songs, studio, uploads, usage
 
 API_VERSION = "0.2.0"
 
@@ -42,7 +42,7 @@ def create_api(svc: Services) -> FastAPI:
                    upload_max_bytes=svc.max_upload_bytes)
     errors.install(api)
     for router in (service.router, generate.router, songs.router, edits.router, uploads.router, events.router,
-                   studio.router, usage.router):
+                   studio.router, usage.router, capabilities.router):
         api.include_router(router)
     if svc.links is not None:
         api.include_router(files.router)

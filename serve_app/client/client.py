@@ -230,6 +230,10 @@ class Songsmith(_Settings):
     def auth_status(self) -> dict:
         return self._json("POST", "/auth-status")
 
+    def capabilities(self) -> dict:
+        """`GET /v1/capabilities`: the tasks this server runs (and why not the others), stems, ranges."""
+        return self._json("GET", "/v1/capabilities")
+
     # -- songs --
 
     def create_song(self, *, idempotency_key: str | None = None, **fields: Unpack[SongFields]) -> Job:
@@ -496,6 +500,9 @@ class AsyncSongsmith(_Settings):
 
     async def auth_status(self) -> dict:
         return await self._json("POST", "/auth-status")
+
+    async def capabilities(self) -> dict:
+        return await self._json("GET", "/v1/capabilities")
 
     async def create_song(self, *, idempotency_key: str | None = None, **fields: Unpack[SongFields]) -> Job:
         headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}

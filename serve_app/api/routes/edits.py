@@ -29,6 +29,14 @@ async def capabilities(svc: Services) -> MusicCapabilities | None:
     return await svc.music_capabilities()
 
 
+def why_unavailable(caps: MusicCapabilities | None, task: str) -> str:
+    """Why the music deployments cannot run `task`: a phrase that follows the task's name."""
+    if caps is not None and task in BASE_ONLY_TASKS and caps.is_turbo:
+        return ("needs a base (non-turbo) ACE-Step 1.5 checkpoint (configure music_base with one, e.g. "
+                "ACE-Step/acestep-v15-xl-base-diffusers, or make music.engine.model one)")
+    return (caps.unavailable.get(task) if caps is not None else None) or "is not supported by this server's music model"
+
+
 async def resolve_source(svc: Services, owner: str, body: EditCreate) -> dict:
     src = body.source
     if src.song_id is not None:
@@ -74,12 +82,8 @@ async def create_edit(
     """Queue an edit; answers 202 with the new song's job (its id is the new song's id)."""
     caps = await capabilities(svc)
     if caps is not None and body.task not in caps.tasks:
-        if body.task in BASE_ONLY_TASKS and caps.is_turbo:
-            why = ("needs a base (non-turbo) ACE-Step 1.5 checkpoint (configure music_base with one, e.g. "
-                   "ACE-Step/acestep-v15-xl-base-diffusers, or make music.engine.model one)")
-        else:
-            why = caps.unavailable.get(body.task) or "is not supported by this server's music model"
-        raise FieldInvalid("task", f"{body.task!r} {why}; this server's music model does {', '.join(caps.tasks)}")
+        raise FieldInvalid("task", f"{body.task!r} {why_unavailable(caps, body.task)}; this server's music model "
+                                   f"does {', '.join(caps.tasks)}")
     source = await resolve_source(svc, owner, body)
     check_against_source(body, source)
     request_body = body.model_dump(exclude={"webhook_url", "source"}, exclude_none=True)

@@ -27,6 +27,7 @@ OPERATION_IDS = {
     ("get", "/v1/uploads/{upload_id}"): "get_upload",
     ("delete", "/v1/uploads/{upload_id}"): "delete_upload",
     ("get", "/v1/usage"): "get_usage",
+    ("get", "/v1/capabilities"): "get_capabilities",
     ("get", "/files/{key}"): "download_file",
 }
 

@@ -236,3 +236,8 @@ async def test_wait_times_out_while_the_song_keeps_running(asgi, stack):
         assert (await api.get_song(job["id"]))["status"] == "running"
         gate.release()
         assert (await api.wait(job["id"], timeout=10))["status"] == "succeeded"
+
+
+async def test_capabilities_are_the_servers(api):
+    caps = await api.capabilities()
+    assert caps["tasks"] == ["text2music", "cover", "repaint", "extend"] and "extract" in caps["unavailable"]
