@@ -165,3 +165,72 @@ def test_create_watch_play_and_delete_a_song_in_the_studio(song_api, shots):
     assert r.status_code == 404
     if os.environ.get("SONGSMITH_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shots / "2-succeeded.png", DOCS_SHOT)
+
+
+def _wav(path: Path, seconds: float, rate: int = 44_100) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], 1), rate)
+    return path
+
+
+def test_an_uploaded_file_becomes_a_cover_and_the_tasks_follow_the_server(song_api, shots, tmp_path):
+    """Upload a 4 s 44.1 kHz wav from the page, make a cover of it, play it; the edit tasks offered
+    are the server's (/v1/capabilities): with music_base every task, without it the base-only ones
+    disabled with the server's reason."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"REQUIRE_BROWSER_TESTS is set but {CHROMIUM} is missing (run `make browser`)")
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token = song_api["base_url"].rstrip("/"), song_api["token"]
+    source = _wav(tmp_path / "hum.wav", 4.0)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{base}/studio")
+            expect(page.locator("body")).to_have_attribute("data-ready", "true")
+            page.get_by_label("API token").fill(token)
+            with page.expect_response(lambda r: r.url.endswith("/v1/capabilities") and r.status == 200):
+                page.get_by_role("button", name="Use token").click()
+            # The e2e stack has music_base: extract is offered, enabled.
+            assert page.locator('#u-task option[value="extract"]').is_enabled()
+            assert page.locator('#e-task option[value="complete"]').is_enabled()
+
+            form = page.locator("#upload-form")
+            form.get_by_label("Audio file").set_input_files(str(source))
+            form.get_by_label("Make").select_option("cover")
+            form.get_by_label("Tags").fill("jazz, brushes")
+            form.get_by_label("Diffusion steps").fill(str(STEPS))
+            form.get_by_role("button", name="Upload and start").click()
+            expect(page.locator("#u-note")).to_contain_text("Uploaded hum.wav: 4.0 s")
+            status = page.locator("#song-status")
+            expect(status).to_have_attribute("data-status", "succeeded", timeout=SONG_TIMEOUT_MS)
+            page.wait_for_function(AUDIO_READY, timeout=60_000)
+            duration = page.locator("#takes audio").first.evaluate("a => a.duration")
+            assert abs(duration - 4.0) < 0.1, duration  # resampled to 48 kHz, same length
+            song_id = page.locator("#song").get_attribute("data-id")
+            page.screenshot(path=shots / "4-upload-cover.png", full_page=True)
+
+            # A server without the base tasks: they stay listed, disabled, with its reason.
+            turbo = httpx.get(f"{base}/v1/capabilities", headers={"Authorization": f"Bearer {token}"}).json()
+            turbo["tasks"] = ["text2music", "cover", "repaint", "extend"]
+            turbo["unavailable"] = {t: "needs a base (non-turbo) ACE-Step 1.5 checkpoint" for t in
+                                    ("extract", "lego", "complete")}
+            page.route("**/v1/capabilities", lambda route: route.fulfill(json=turbo))
+            page.reload()
+            expect(page.locator("body")).to_have_attribute("data-ready", "true")
+            expect(page.locator('#u-task option[value="extract"]')).to_be_disabled()
+            assert page.locator('#e-task option[value="lego"]').get_attribute("title").startswith("lego needs a base")
+            assert page.locator("#u-task").input_value() == "cover"
+            assert errors == []
+        finally:
+            browser.close()
+
+    job = httpx.get(f"{base}/v1/songs/{song_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    assert job["mode"] == "cover" and job["request"]["prompt"] == "jazz, brushes"
+    assert set(job["result"]["parent"]) == {"upload_id"}

@@ -22,6 +22,7 @@ let current = null; // the job on screen
 let watcher = null; // AbortController of its event stream
 let libraryCursor = null;
 let editFormFor = null; // the song whose result the edit form was last set up for
+let capabilities = null; // GET /v1/capabilities: the tasks this server runs, and why not the others
 const wave = { url: null, peaks: null, duration: 0, drag: null };
 
 // ------------------------------------------------------------------ small helpers
@@ -214,7 +215,7 @@ async function useToken(value) {
   $("token").value = "";
   notice("");
   showToken();
-  await loadLibrary();
+  await Promise.all([loadLibrary(), loadCapabilities()]);
 }
 
 function forgetToken() {
@@ -480,11 +481,40 @@ function syncModes() {
 function syncTasks() {
   const task = $("e-task").value;
   for (const box of document.querySelectorAll("#edit-form [data-tasks]")) {
-    const on = box.dataset.tasks === task;
+    const on = box.dataset.tasks.split(" ").includes(task);
     box.hidden = !on;
     for (const input of box.querySelectorAll("input, textarea, select")) input.disabled = !on;
   }
   if (task === "repaint" && $("edit-panel").open) loadWaveform();
+  const why = capabilities?.unavailable?.[task];
+  $("e-task-note").textContent = why ? `Not on this server: ${task} ${why}.` : "";
+}
+
+function syncUploadTasks() {
+  const task = $("u-task").value;
+  for (const box of document.querySelectorAll("#upload-form [data-utasks]")) {
+    const on = box.dataset.utasks === task;
+    box.hidden = !on;
+    for (const input of box.querySelectorAll("input, textarea, select")) input.disabled = !on;
+  }
+  const why = capabilities?.unavailable?.[task];
+  $("u-note").textContent = why ? `Not on this server: ${task} ${why}.` : "";
+}
+
+// What the server's models can do (GET /v1/capabilities): tasks it cannot run stay listed, disabled,
+// with the server's reason, so nobody waits for a 422 to learn it.
+async function loadCapabilities() {
+  capabilities = await api("v1/capabilities");
+  for (const select of [$("e-task"), $("u-task")]) {
+    for (const option of select.options) {
+      const why = capabilities.unavailable[option.value];
+      option.disabled = Boolean(why);
+      option.title = why ? `${option.value} ${why}` : "";
+    }
+    if (select.selectedOptions[0]?.disabled) select.value = [...select.options].find((o) => !o.disabled).value;
+  }
+  syncTasks();
+  syncUploadTasks();
 }
 
 function createBody() {
@@ -534,11 +564,48 @@ async function startEdit(event) {
     repaint_end_s: task === "repaint" ? num("e-end") : undefined,
     extend_s: task === "extend" ? num("e-extend") : undefined,
     cover_strength: task === "cover" ? num("e-strength") : undefined,
+    track_name: task === "extract" || task === "lego" ? $("e-track").value : undefined,
+    complete_tracks: task === "complete" ? [...$("e-tracks").selectedOptions].map((o) => o.value) : undefined,
   });
   await submitting($("edit-submit"), async () => {
     const job = await api("v1/edits", { method: "POST", body, headers: { "Idempotency-Key": randomKey() } });
     upsertLibrary(job, { prepend: true });
     flash(`Edit queued: ${task} of ${songTitle(current)}.`);
+    await openSong(job);
+  });
+}
+
+async function uploadAudio(file) {
+  // The file's own bytes as the body (POST /v1/uploads), its name in the query.
+  const type = file.type && file.type.startsWith("audio/") ? file.type : "application/octet-stream";
+  const r = await fetch(`v1/uploads?filename=${encodeURIComponent(file.name.slice(0, 200))}`, {
+    method: "POST", body: file, cache: "no-store",
+    headers: { Authorization: `Bearer ${token}`, Accept: "application/json", "Content-Type": type },
+  });
+  const data = await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, data?.message ?? `${r.status} ${r.statusText}`);
+  return data;
+}
+
+async function startFromUpload(event) {
+  event.preventDefault();
+  notice("");
+  const file = $("u-file").files[0];
+  if (!file) return;
+  const task = $("u-task").value;
+  await submitting($("upload-submit"), async () => {
+    $("u-note").textContent = `Uploading ${file.name}…`;
+    const up = await uploadAudio(file);
+    $("u-note").textContent = `Uploaded ${file.name}: ${up.duration_s.toFixed(1)} s.`;
+    const body = compact({
+      task, source: { upload_id: up.upload_id }, prompt: $("u-tags").value, infer_step: num("u-steps"),
+      cover_strength: task === "cover" ? num("u-strength") : undefined,
+      extend_s: task === "extend" ? num("u-extend") : undefined,
+      track_name: task === "extract" ? $("u-track").value : undefined,
+    });
+    const job = await api("v1/edits", { method: "POST", body, headers: { "Idempotency-Key": randomKey() } });
+    upsertLibrary(job, { prepend: true });
+    flash(`Edit queued: ${task} of ${file.name}.`);
     await openSong(job);
   });
 }
@@ -694,6 +761,8 @@ function start() {
   $("token-forget").addEventListener("click", forgetToken);
   for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListener("change", syncModes);
   $("e-task").addEventListener("change", syncTasks);
+  $("u-task").addEventListener("change", syncUploadTasks);
+  $("upload-form").addEventListener("submit", startFromUpload);
   $("create-form").addEventListener("submit", createSong);
   $("edit-form").addEventListener("submit", startEdit);
   $("song-cancel").addEventListener("click", () => cancelSong().catch(report));
@@ -706,9 +775,10 @@ function start() {
   bindWave();
   syncModes();
   syncTasks();
+  syncUploadTasks();
   showToken();
   document.body.dataset.ready = "true";
-  if (token) loadLibrary().catch(report);
+  if (token) Promise.all([loadLibrary(), loadCapabilities()]).catch(report);
 }
 
 start();

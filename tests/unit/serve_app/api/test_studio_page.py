@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from serve_app.vocabulary import AUDIO_FORMATS, KEYSCALES, TIME_SIGNATURES, VOCAL_LANGUAGES
+from serve_app.vocabulary import AUDIO_FORMATS, EDIT_TASKS, KEYSCALES, TIME_SIGNATURES, TRACK_NAMES, VOCAL_LANGUAGES
 
 
 class Page(HTMLParser):
@@ -115,6 +115,9 @@ async def test_the_options_are_the_services_vocabulary(client):
     assert p.options["f-key"] == ["", *KEYSCALES]
     assert p.options["f-timesig"] == ["", *TIME_SIGNATURES]
     assert p.options["f-language"] == ["", *VOCAL_LANGUAGES]
+    assert sorted(p.options["e-task"]) == sorted(EDIT_TASKS)  # every task; the server's capabilities disable some
+    assert set(p.options["u-task"]) <= set(EDIT_TASKS)
+    assert p.options["e-track"] == p.options["e-tracks"] == p.options["u-track"] == list(TRACK_NAMES)
 
 
 async def test_the_token_never_goes_to_a_url_or_local_storage(client):
