@@ -200,6 +200,8 @@ def test_an_uploaded_file_becomes_a_cover_and_the_tasks_follow_the_server(song_a
             # The e2e stack has music_base: extract is offered, enabled.
             assert page.locator('#u-task option[value="extract"]').is_enabled()
             assert page.locator('#e-task option[value="complete"]').is_enabled()
+            tracks = page.locator("#e-track option").all_inner_texts()
+            assert len(tracks) == 12 and page.locator("#u-track option").all_inner_texts() == tracks
 
             form = page.locator("#upload-form")
             form.get_by_label("Audio file").set_input_files(str(source))

@@ -755,8 +755,16 @@ function languageNames() {
   } catch { /* codes stay as they are */ }
 }
 
+// Selects marked data-options-from="<id>" list the same options as that one (one copy in the HTML).
+function copyOptions() {
+  for (const select of document.querySelectorAll("select[data-options-from]")) {
+    select.replaceChildren(...[...$(select.dataset.optionsFrom).options].map((o) => o.cloneNode(true)));
+  }
+}
+
 function start() {
   languageNames();
+  copyOptions();
   $("token-form").addEventListener("submit", (e) => { e.preventDefault(); useToken($("token").value).catch(report); });
   $("token-forget").addEventListener("click", forgetToken);
   for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListener("change", syncModes);

@@ -117,7 +117,10 @@ async def test_the_options_are_the_services_vocabulary(client):
     assert p.options["f-language"] == ["", *VOCAL_LANGUAGES]
     assert sorted(p.options["e-task"]) == sorted(EDIT_TASKS)  # every task; the server's capabilities disable some
     assert set(p.options["u-task"]) <= set(EDIT_TASKS)
-    assert p.options["e-track"] == p.options["e-tracks"] == p.options["u-track"] == list(TRACK_NAMES)
+    assert p.options["e-track"] == list(TRACK_NAMES)
+    assert p.options["e-tracks"] == p.options["u-track"] == []  # copied from e-track by the page (data-options-from)
+    html = (await client.get("/studio")).text
+    assert html.count('data-options-from="e-track"') == 2
 
 
 async def test_the_token_never_goes_to_a_url_or_local_storage(client):
