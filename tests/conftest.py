@@ -45,11 +45,15 @@ def serve_cluster(kits):
         stop_cluster()
 
 
-def fast_app_args(storage_dir: str, **override) -> dict:
-    """configs/dev.yaml's args with the fastest kits: tiny Qwen2 instead of SmolLM2, short answers."""
+def fast_app_args(storage_dir: str, *, llm_engine: str = "transformers", **override) -> dict:
+    """configs/dev.yaml's args with the fastest kits: tiny Qwen2 instead of SmolLM2, short answers.
+
+    `llm_engine`: the session stack (`song_api`) and `make serve`'s test run vLLM as dev does; the
+    module stacks that test faults, storage and placement take the in-replica transformers engine,
+    which deploys in about half the time (21 s vs 41 s here) and needs no engine-core processes."""
     base = config_args("configs/dev.yaml")
     fast = {
-        "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "max_new_tokens_lyrics": 48,
+        "llm": {"engine": {"model": str(MODELS / "qwen2-tiny-kit"), "engine": llm_engine, "max_new_tokens_lyrics": 48,
                            "max_new_tokens_tags": 24, "max_new_tokens_meta": 16}},
         "storage": {"local_dir": storage_dir},
         "jobs": {"sqlite_path": f"{storage_dir}/jobs.db", "allow_private_webhooks": True, "heartbeat_s": 0.5,
@@ -67,7 +71,7 @@ def fast_app_args(storage_dir: str, **override) -> dict:
 def song_api(serve_cluster, api_token, other_token, tmp_path_factory) -> dict:
     """The dev app (local storage) deployed on the session cluster; returns base URL, tokens, storage dir."""
     storage_dir = str(tmp_path_factory.mktemp("storage"))
-    args = fast_app_args(storage_dir)
+    args = fast_app_args(storage_dir, llm_engine="vllm")
     # A second music deployment on the base kit, for the tasks the turbo kit lacks (extract, lego,
     # complete): the composition production gets by setting music_base.
     args["music_base"] = {**args["music"], "engine": {**args["music"]["engine"],

@@ -91,7 +91,6 @@ def stack(serve_cluster, nodes, pg, api_token, tmp_path_factory):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     args = fast_app_args(str(storage))
-    args["llm"]["engine"]["engine"] = "transformers"  # starts (and restarts) faster than vLLM; same protocol
     # One song per ingress replica at a time: of two songs submitted together, the replica the
     # proxy prefers (the head's, local to it) claims one and the other replica the next.
     args["jobs"].update(lease_s=LEASE_S, heartbeat_s=0.5, retry_base_s=0.5, max_attempts=3, drain_timeout_s=0.5,

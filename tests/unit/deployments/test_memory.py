@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
 
 import pytest
 
 from deployments import memory
+from serve_app.localdev.cluster import REPO
 
 
 def _rss() -> int:
@@ -23,16 +27,28 @@ def _churn() -> list[bytearray]:
     return keep
 
 
+CHURN_SCRIPT = """
+import json
+from tests.unit.deployments.test_memory import _churn, _rss
+from deployments import memory
+base = _rss()
+keep = _churn()
+held = _rss() - base
+trimmed = memory.release_free_memory()
+print(json.dumps({"held": held, "released": held - (_rss() - base), "trimmed": trimmed}))
+"""
+
+
 @pytest.mark.skipif(memory._MALLOC_TRIM is None, reason="not glibc: nothing to trim")
 def test_release_returns_freed_heap_to_the_os():
-    base = _rss()
-    keep = _churn()
-    held = _rss() - base  # freed, but still resident: glibc keeps it for reuse
-    assert memory.release_free_memory() is True
-    released = held - (_rss() - base)
-    assert held > 100 * 2**20, held
-    assert released > 0.8 * held, (held, released)
-    del keep
+    # In a fresh interpreter: in the test process the heap already holds free memory from earlier
+    # tests, which the churn reuses instead of growing (CI saw 91 MiB held instead of ~190).
+    out = subprocess.run([sys.executable, "-c", CHURN_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["trimmed"] is True
+    assert got["held"] > 100 * 2**20, got  # freed, but still resident: glibc keeps it for reuse
+    assert got["released"] > 0.8 * got["held"], got
 
 
 def test_replica_trims_only_when_its_last_request_ends(monkeypatch):
