@@ -108,7 +108,9 @@ def dev_config(tmp_path, kits):
     doc = yaml.safe_load((REPO / "configs/dev.yaml").read_text())
     port = free_port()
     doc["http_options"]["port"] = port
-    args = fast_app_args(str(storage), llm_engine="vllm")  # as `make serve` runs it: vLLM's processes too
+    # The LLM on the transformers engine: this is about the launcher's lifecycle, and it starts the
+    # stack twice (vLLM's engine core is shut down with its replica: test_llm_vllm_serve.py).
+    args = fast_app_args(str(storage))
     args["jobs"].update(drain_timeout_s=0.5, lease_s=5.0)
     doc["applications"][0]["args"] = args
     config = tmp_path / "dev.yaml"

@@ -30,7 +30,9 @@ def prod_args_on_kits(storage_dir: str) -> dict:
                                     local_files_only=False)
         args[name]["deployment"]["num_cpus"] = 0.5
     args["cover"]["engine"]["vae"] = None  # the kit brings its own VAE (prod swaps in the fp16-fix one by id)
-    args["llm"]["engine"].update(max_new_tokens_lyrics=32, max_new_tokens_tags=16, max_new_tokens_meta=16)
+    # The transformers engine: placement and scaling are the point here, and it deploys in half vLLM's time.
+    args["llm"]["engine"].update(max_new_tokens_lyrics=32, max_new_tokens_tags=16, max_new_tokens_meta=16,
+                                 engine="transformers")
     # The prod policy with test-sized delays, so a burst scales up and down within a minute.
     args["music"]["deployment"]["autoscaling_config"].update(
         max_replicas=MUSIC_MAX, upscale_delay_s=1, downscale_delay_s=6, metrics_interval_s=0.5,
