@@ -297,6 +297,18 @@ def cmd_health(api: Songsmith, args: argparse.Namespace) -> int:
     return EXIT_OK if health.get("status") == "ok" else EXIT_FAILED
 
 
+def cmd_capabilities(api: Songsmith, args: argparse.Namespace) -> int:
+    caps = api.capabilities()
+    lines = [f"tasks: {', '.join(caps['tasks'])}"]
+    lines += [f"  not here: {task} {why}" for task, why in caps.get("unavailable", {}).items()]
+    if caps.get("track_names"):
+        lines.append(f"tracks: {', '.join(caps['track_names'])}")
+    lines.append(f"takes: 1-{caps['max_variations']}; duration {caps['min_duration_s']:g}-{caps['max_duration_s']:g} s; "
+                 f"formats: {', '.join(caps['audio_formats'])}")
+    out(args, caps, "\n".join(lines))
+    return EXIT_OK
+
+
 def cmd_mcp(args: argparse.Namespace) -> int:
     from .mcp_server import run
 
@@ -433,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("health", "is the service ready (no token needed)")
     p.set_defaults(run=cmd_health)
+
+    p = command("capabilities", "what this server can make: tasks (and why not the others), tracks, ranges")
+    p.set_defaults(run=cmd_capabilities)
 
     p = command("mcp", "run the MCP server on stdio (for desktop assistants)")
     p.set_defaults(run=None)

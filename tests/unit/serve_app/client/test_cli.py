@@ -171,3 +171,12 @@ def test_ctrl_c_asks_whether_to_cancel(sync_stack, monkeypatch, capsys, answer):
             assert not api.get_song(job_id)["cancel_requested"]
             gate.release()
             assert real_wait(api, job_id)["status"] == "succeeded"
+
+
+def test_capabilities_lists_the_tasks_and_why_not_the_others(sync_stack, capsys):
+    assert run(sync_stack, "capabilities") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("tasks: text2music, cover, repaint, extend\n")
+    assert "  not here: extract needs a base (non-turbo) ACE-Step 1.5 checkpoint" in text and "music_base" in text
+    assert run(sync_stack, "capabilities", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["max_variations"] == 4
