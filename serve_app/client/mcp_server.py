@@ -209,6 +209,17 @@ def build_server(client: ClientFactory) -> MCPServer:
             except SongsmithError as exc:
                 raise _tool_error(exc) from None
 
+    @server.tool()
+    async def server_capabilities() -> dict[str, Any]:
+        """What this Songsmith server can make: the edit tasks it runs (and why not the others),
+        the stems extract/lego take, the number of takes, durations and formats. Ask before an
+        edit_song with extract, lego or complete."""
+        async with client() as api:
+            try:
+                return await api.capabilities()
+            except SongsmithError as exc:
+                raise _tool_error(exc) from None
+
     @server.resource("song://{song_id}", name="song", title="A song's job record and result",
                      description="The job with its result: inputs, tags, lyrics, seed, takes, timings, "
                                  "fresh audio, cover and manifest links.",

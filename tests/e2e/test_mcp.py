@@ -28,7 +28,7 @@ async def test_generate_song_over_stdio_with_progress_and_the_song_resource(song
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = {t.name for t in (await session.list_tools()).tools}
-        assert tools == {"generate_song", "edit_song", "get_song", "list_songs", "cancel_song"}
+        assert tools == {"generate_song", "edit_song", "get_song", "list_songs", "cancel_song", "server_capabilities"}
 
         result = await session.call_tool("generate_song", {"tags": "lofi, piano", "lyrics": "[verse]\nrain",
                                                            "duration_s": 10, "infer_step": 2, "seed": 5},

@@ -29,7 +29,8 @@ def text_of(result) -> str:
 async def test_the_tools_and_the_song_resource_are_listed(server):
     async with Client(server) as mcp:
         tools = {t.name: t for t in (await mcp.list_tools()).tools}
-        assert set(tools) == {"generate_song", "get_song", "list_songs", "edit_song", "cancel_song"}
+        assert set(tools) == {"generate_song", "get_song", "list_songs", "edit_song", "cancel_song",
+                              "server_capabilities"}
         assert {"description", "tags", "lyrics", "duration_s"} <= set(tools["generate_song"].input_schema["properties"])
         templates = (await mcp.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == ["song://{song_id}"]
@@ -60,6 +61,8 @@ async def test_generate_song_reports_progress_and_returns_the_song_and_its_resou
 
         listed = (await mcp.call_tool("list_songs", {"limit": 5})).structured_content
         assert [s["id"] for s in listed["items"]] == [song["id"]]
+        caps = (await mcp.call_tool("server_capabilities", {})).structured_content
+        assert caps["tasks"] == ["text2music", "cover", "repaint", "extend"] and "extract" in caps["unavailable"]
         got = (await mcp.call_tool("get_song", {"song_id": song["id"]})).structured_content
         assert "rain" in got["lyrics"] and got["status"] == "succeeded"
 
