@@ -1,7 +1,7 @@
 """JobStore against real databases: an SQLite file and a real PostgreSQL 15 server.
 
 Every test that takes ``store_url``/``make_store`` runs once per backend. PostgreSQL tests get
-a fresh database each (``CREATE DATABASE``, ~0.1 s) on one server shared by the module; the
+a fresh database each (``CREATE DATABASE``, ~0.1 s) on one server shared by the session (tests/integration/conftest.py); the
 outage test starts its own server so stopping it disturbs nobody. Time-dependent behaviour
 (leases, webhook backoff) runs on a fake clock shared by the stores of one test.
 """
@@ -9,7 +9,6 @@ outage test starts its own server so stopping it disturbs nobody. Time-dependent
 from __future__ import annotations
 
 import multiprocessing
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,13 +29,12 @@ from serve_app.jobs import (
 )
 from serve_app.jobs.migrations import current_revision, head_revision, upgrade
 from serve_app.jobs.tables import jobs
-from tests.support.postgres import PostgresServer, make_postgres_fixture, require_postgres
+from tests.support.postgres import PostgresServer, require_postgres
 
 ALICE = owner_digest("alice-token")
 BOB = owner_digest("bob-token")
 REQ = {"description": "a calm lo-fi song about rain", "duration_s": 30}
 
-pg_server = make_postgres_fixture("session", yield_server=True)
 
 
 class FakeClock:
@@ -51,21 +49,6 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self.now = self.now + timedelta(seconds=seconds)
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A fresh, empty database URL for this test (schema created by the first JobStore)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    name = f"t_{secrets.token_hex(6)}"
-    url = server.create_database(name)
-    try:
-        yield url
-    finally:
-        server.drop_database(name)
 
 
 @pytest.fixture

@@ -18,25 +18,10 @@ from serve_app.auth import owner_digest
 from serve_app.jobs import JobStore
 from serve_app.jobs.keystore import QuotaExceeded, Quotas
 from tests.support.fakes import API_TOKEN, fake_services
-from tests.support.postgres import PostgresServer, make_postgres_fixture
+from tests.support.postgres import PostgresServer
 
-pg_server = make_postgres_fixture("module", yield_server=True)
 ADMIN = owner_digest("an-admin-token-0123456789")
 OTHER = owner_digest("another-admin-token-0123456789")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    name = f"k_{secrets.token_hex(6)}"
-    url = server.create_database(name)
-    try:
-        yield url
-    finally:
-        server.drop_database(name)
 
 
 @pytest.fixture
