@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serve_app.localdev.processes import stat_fields
+from serve_app.localdev.processes import ManagedServer, stat_fields
 
 _LIVE: set[WorkerNode] = set()  # strong refs: a running node is never GC'd unkilled
 
@@ -56,7 +56,7 @@ def session_members(sid: int) -> list[int]:
     return sorted(pid for pid, (_, s) in _proc_table().items() if s == sid)
 
 
-class WorkerNode:
+class WorkerNode(ManagedServer):
     """One extra Ray node on this machine (see the module docstring)."""
 
     def __init__(self, gcs_address: str, *, name: str = "node-b", num_cpus: float = 2, num_gpus: float = 0,
@@ -224,17 +224,6 @@ class WorkerNode:
         _LIVE.discard(self)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def __enter__(self) -> WorkerNode:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 def _kill_all_at_exit() -> None:

@@ -65,3 +65,34 @@ def rss_bytes(pid: int | str) -> int:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
     except (OSError, StopIteration, ValueError):
         return 0
+
+
+class ManagedServer:
+    """The lifecycle a locally started server shares (a Ray worker node, the tests' PostgreSQL
+    and SeaweedFS): `with` starts it and, if the start fails half-way, closes what it left;
+    `log_tail` reads the end of its `log_path`. Subclasses define `start()` (returning self),
+    `close()` and `log_path`."""
+
+    log_path: Path
+
+    def start(self):  # pragma: no cover - defined by each server
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - defined by each server
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

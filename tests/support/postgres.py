@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from serve_app.localdev.processes import ManagedServer
+
 _LIVE: set[PostgresServer] = set()  # strong refs: a running server is never GC'd unstopped
 
 
@@ -125,7 +127,7 @@ def _kill_all_at_exit() -> None:
 atexit.register(_kill_all_at_exit)
 
 
-class PostgresServer:
+class PostgresServer(ManagedServer):
     """One PostgreSQL cluster in a private temp dir, listening on 127.0.0.1:``port``."""
 
     def __init__(
@@ -335,21 +337,6 @@ class PostgresServer:
         self.stop()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 @contextlib.contextmanager

@@ -45,6 +45,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from serve_app.localdev.processes import ManagedServer
+
 _PORT_NAMES = (
     "master",
     "master_grpc",
@@ -108,7 +110,7 @@ def _kill_all_at_exit() -> None:
 atexit.register(_kill_all_at_exit)
 
 
-class WeedS3Server:
+class WeedS3Server(ManagedServer):
     """One ``weed mini`` process serving S3 on 127.0.0.1, with one bucket created."""
 
     region = "auto"
@@ -325,23 +327,7 @@ class WeedS3Server:
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
-    def __enter__(self) -> WeedS3Server:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- helpers for tests -----------------------------------------------------------------
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def client(self, *, max_attempts: int = 3, connect_timeout: float = 5, read_timeout: float = 30):
         """A boto3 S3 client with this server's credentials (SigV4, path style, region auto)."""
