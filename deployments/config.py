@@ -6,6 +6,8 @@ importing the heavy model stacks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +17,12 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 PRODUCTION_LLM = "Qwen/Qwen2-7B-Instruct"
 PRODUCTION_MUSIC = "ACE-Step/acestep-v15-xl-turbo-diffusers"
 PRODUCTION_COVER = "stabilityai/sdxl-turbo"
+
+
+def is_local_model(model: str) -> bool:
+    """A local directory (the kits), not a hub id: the one rule the engines, the app builder and
+    `deployments.weights` share."""
+    return model.startswith(("/", "./", "../", "~", "models/")) or Path(model).exists()
 
 
 class EngineArgs(BaseModel):
@@ -28,9 +36,7 @@ class EngineArgs(BaseModel):
     def model_name(self) -> str:
         """The model as results, manifests and capabilities name it: the hub id, or a local
         directory's own name (`acestep-v15-turbo-kit`), never the path it lies at on a node."""
-        if self.model.startswith(("/", "./", "../", "~")) or "\\" in self.model:
-            return self.model.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or self.model
-        return self.model
+        return Path(self.model.rstrip("/")).name or self.model if is_local_model(self.model) else self.model
     device: str = Field(
         default="auto",
         description="Torch device: 'auto' picks CUDA when Ray gave the replica a GPU, else CPU.",

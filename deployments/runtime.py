@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from deployments.config import EngineArgs
+from deployments.config import EngineArgs, is_local_model
 
 
 class ModelNotAvailable(RuntimeError):
@@ -171,8 +171,7 @@ def resolve_runtime(args: EngineArgs, *, half: torch.dtype = torch.bfloat16) -> 
 def model_source(args: EngineArgs) -> tuple[str, dict]:
     """Return the path/id to load and extra `from_pretrained` kwargs; fail early on a missing local dir."""
     kwargs: dict = {}
-    looks_local = args.model.startswith(("/", "./", "../")) or Path(args.model).exists()
-    if looks_local:
+    if is_local_model(args.model):
         if not Path(args.model).is_dir():
             raise ModelNotAvailable(
                 f"model directory {args.model!r} does not exist; run `make setup` to build the local kits"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.config import CoverArgs, EngineArgs, LLMArgs, MusicArgs
+from deployments.config import CoverArgs, EngineArgs, LLMArgs, MusicArgs, is_local_model
 
 ROLES: tuple[tuple[str, type[EngineArgs]], ...] = (("llm", LLMArgs), ("music", MusicArgs), ("cover", CoverArgs),
                                                    ("music_base", MusicArgs))
@@ -84,11 +84,6 @@ class ModelSpec:
     @property
     def local_path(self) -> Path:
         return Path(self.model).expanduser().resolve()
-
-
-def is_local_model(model: str) -> bool:
-    """Same rule as the engines (`deployments.runtime.model_source`, `serve_app.app`): paths are local."""
-    return model.startswith(("/", "./", "../", "~", "models/")) or Path(model).exists()
 
 
 def load_specs(config_path: str | Path, app: str = "0") -> list[ModelSpec]:

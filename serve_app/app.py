@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ray.serve import Application
 
-from deployments.config import EngineArgs
+from deployments.config import EngineArgs, is_local_model
 from serve_app.args import AppArgs
 from serve_app.auth import load_tokens
 from serve_app.credentials import DevSecrets
@@ -19,9 +19,8 @@ MUSIC_BASE_NAME = "MusicBase"  # the second music deployment (a base checkpoint)
 
 def _absolute_model_path(engine: EngineArgs) -> EngineArgs:
     """Kits are given relative to the repo; replicas may run elsewhere, so pin them down here."""
-    p = Path(engine.model)
-    if not p.is_absolute() and (p.exists() or engine.model.startswith(("./", "../", "models/"))):
-        return engine.model_copy(update={"model": str(p.resolve())})
+    if is_local_model(engine.model) and not Path(engine.model).is_absolute():
+        return engine.model_copy(update={"model": str(Path(engine.model).expanduser().resolve())})
     return engine
 
 
